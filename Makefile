@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine:
+#   make test   installs the package with its test extras and runs the test suite
+#   make book   installs the book extras, runs the five notebooks headless, builds the HTML book
+# Parameters forwarded to the notebooks: DATASET, DATA_ROOT, PRESET, DEVICE, EPOCHS.
+PYTHON   ?= python3
+DATASET  ?= sysu
+PRESET   ?= cpu-demo
+DEVICE   ?= auto
+DATA_ROOT ?=
+EPOCHS   ?=
+PYTEST_ARGS ?=
+
+NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
+            $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
+NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
+
+.PHONY: install install-test install-book test test-fast book notebooks html bench clean
+
+install:
+	$(PYTHON) -m pip install -q -e .
+
+install-test:
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+install-book:
+	$(PYTHON) -m pip install -q -e ".[book]"
+
+test: install-test
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+notebooks: install-book
+	mkdir -p book/executed
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; start=$$(date +%s); \
+	  $(PYTHON) -m papermill $$nb book/executed/$$(basename $$nb) --cwd notebooks $(NB_PARAMS) || exit 1; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+
+html: install-book
+	$(PYTHON) -m jupyter_book build . -W -n --keep-going
+
+book: notebooks html
+
+bench: install-test
+	$(PYTHON) benchmarks/bench_metrics.py
+	$(PYTHON) benchmarks/bench_model.py --small
+	$(PYTHON) benchmarks/bench_data.py
+	$(PYTHON) benchmarks/bench_train.py
+
+clean:
+	rm -rf _build book/executed .pytest_cache

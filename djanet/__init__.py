@@ -1,0 +1,11 @@
+"""DJANet for visible-infrared person re-identification.
+
+Modules, one concern each: `config` (presets), `data` (synthetic data, readers,
+sampler, augmentations), `backbone`/`mamba`/`align`/`model` (the network),
+`losses`, `metrics`/`protocols` (evaluation), `train`/`evaluate` (the engine),
+`translate` (image-level alignment), `gap` and `viz` (analysis for the book).
+"""
+from .config import get_config
+
+__version__ = "0.1.0"
+__all__ = ["get_config", "__version__"]

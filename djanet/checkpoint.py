@@ -1,0 +1,102 @@
+"""Checkpoints that survive interruption and say clearly when they do not fit.
+
+A checkpoint holds everything needed to continue a run exactly: model, optimizer,
+scheduler and AMP scaler states, the epoch and step reached, the RNG states and
+the resolved config.  Files are written to a temporary name and renamed, so a
+crash during a save leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """`torch.save` that never leaves a half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by `atomic_torch_save`, with a clear error when it is not one."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected a .pt file written by djanet)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # corrupted or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path} is not a djanet checkpoint (expected a dict with 'model' and 'config')")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], cfg_dict: dict[str, Any], num_classes: int, path: Any = "") -> None:
+    """Raise ValueError listing what differs between a checkpoint and the model we are building."""
+    saved = ckpt["config"]["model"]
+    wanted = cfg_dict["model"]
+    diffs = [f"model.{k}: checkpoint {saved.get(k)!r} vs requested {wanted[k]!r}"
+             for k in ("arch", "stems", "align", "non_local", "align_dim", "d_state", "d_conv", "expand")
+             if saved.get(k) != wanted[k]]
+    if ckpt.get("num_classes") != num_classes:
+        diffs.append(f"num_classes: checkpoint {ckpt.get('num_classes')} vs dataset {num_classes}")
+    saved_size = tuple(ckpt["config"]["data"]["img_size"])
+    if saved_size != tuple(cfg_dict["data"]["img_size"]):
+        diffs.append(f"data.img_size: checkpoint {saved_size} vs requested {tuple(cfg_dict['data']['img_size'])}")
+    if diffs:
+        raise ValueError(f"checkpoint {path} does not match this run:\n  " + "\n  ".join(diffs))

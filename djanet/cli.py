@@ -1,0 +1,177 @@
+"""Command line mirroring the official repository's, so its README commands work.
+
+    python -m djanet train --dataset sysu --gpu 0 [--data-root DIR --preset paper --trial T --resume PATH]
+    python -m djanet test  --dataset sysu --mode all --resume PATH --gpu 0
+    python -m djanet test  --dataset regdb --resume PATH --tvsearch True --gpu 0
+    python -m djanet regdb-trials [--preset cpu-demo ...]      # all ten RegDB trials, mean and std
+    python -m djanet translate --dataset sysu --data-root DIR --out DIR2 [--preset P --checkpoint PATH]
+
+Everything here only parses arguments and calls library functions.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from .config import get_config, override
+
+# CLI flag -> config key (the seed's spelling on the left).
+FLAG_TO_KEY = {
+    "dataset": "data.dataset", "data_root": "data.data_root", "translated_root": "data.translated_root",
+    "trial": "data.trial", "mode": "data.mode", "workers": "data.workers", "batch_size": "data.ids_per_batch",
+    "num_pos": "data.num_pos", "img_h": None, "img_w": None, "arch": "model.arch", "lr": "optim.lr",
+    "optim": "optim.optimizer", "epochs": "optim.epochs", "margin": "loss.margin", "seed": "seed",
+    "out_dir": "out_dir", "run_name": "run_name", "select_on": "select_on", "max_steps": "max_steps_per_epoch",
+    "cache_dir": "data.cache_dir", "trials": "eval_trials",
+}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "y"):
+        return True
+    if text.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _device(gpu: str | None) -> str:
+    """The seed's `--gpu 0` means cuda:0; without CUDA we say so and use the CPU."""
+    if gpu is None or gpu == "auto":
+        return "auto"
+    if gpu == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        warnings.warn(f"--gpu {gpu} asked for CUDA, which is not available here; running on the CPU")
+        return "cpu"
+    return f"cuda:{int(gpu.split(',')[0])}"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="sysu", choices=["sysu", "regdb", "llcm"])
+    p.add_argument("--data-root", "--data_path", dest="data_root", default=None,
+                   help="dataset folder; omit to use the built-in synthetic data")
+    p.add_argument("--translated-root", dest="translated_root", default=None,
+                   help="a translated copy of the dataset (infrared in visible style)")
+    p.add_argument("--preset", default="paper", choices=["paper", "cpu-demo", "tiny"])
+    p.add_argument("--gpu", default=None, help="GPU index as in the seed ('0'), 'cpu' or 'auto'")
+    p.add_argument("--trial", type=int, default=None, help="RegDB trial 1..10")
+    p.add_argument("--mode", default=None, choices=["all", "indoor"], help="SYSU-MM01 search mode")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out-dir", dest="out_dir", default=None, help="runs go to OUT_DIR/<run-name> (default runs/)")
+    p.add_argument("--run-name", dest="run_name", default=None)
+    p.add_argument("--cache-dir", dest="cache_dir", default=None)
+    p.add_argument("--img_h", type=int, default=None)
+    p.add_argument("--img_w", type=int, default=None)
+    p.add_argument("--arch", default=None, choices=["resnet18", "resnet34", "resnet50"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m djanet", description="DJANet for VI-ReID")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (resumable)")
+    _common(train)
+    train.add_argument("--resume", default=None, help="checkpoint to continue from")
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--optim", default=None, choices=["sgd", "adam"])
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                       help="identities per batch (P), as in the seed")
+    train.add_argument("--num_pos", type=int, default=None, help="images per identity and modality (K)")
+    train.add_argument("--margin", type=float, default=None)
+    train.add_argument("--select-on", dest="select_on", default=None, choices=["val", "test"],
+                       help="model selection split; 'test' is peeking and labelled so")
+    train.add_argument("--max-steps", dest="max_steps", type=int, default=None,
+                       help="cap iterations per epoch (smoke runs)")
+    train.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
+    train.add_argument("--quiet", action="store_true")
+
+    test = sub.add_parser("test", help="evaluate a checkpoint on the test protocol")
+    _common(test)
+    test.add_argument("--resume", required=True, help="checkpoint to evaluate")
+    test.add_argument("--tvsearch", type=_bool, default=None,
+                      help="RegDB: thermal->visible (True) or visible->thermal (False); default both")
+    test.add_argument("--trials", type=int, default=None, help="gallery trials (SYSU/LLCM, default 10)")
+
+    regdb = sub.add_parser("regdb-trials", help="train and test all ten RegDB trials; mean and std")
+    _common(regdb)
+    regdb.add_argument("--epochs", type=int, default=None)
+
+    tr = sub.add_parser("translate", help="write an infrared->visible translated copy of a dataset")
+    tr.add_argument("--dataset", default="sysu", choices=["sysu", "regdb", "llcm"])
+    tr.add_argument("--data-root", dest="data_root", required=True)
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--preset", default="cpu-demo")
+    tr.add_argument("--checkpoint", default=None, help="a trained translator; trains one when omitted")
+    tr.add_argument("--external", default=None, help="a folder of externally produced translations")
+    tr.add_argument("--gpu", default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """Resolve the preset, then apply every flag the user gave (and only those)."""
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items()
+                 if key is not None and getattr(args, flag, None) is not None}
+    overrides["device"] = _device(getattr(args, "gpu", None))
+    if getattr(args, "quiet", False):
+        overrides["quiet"] = True
+    cfg = get_config(args.preset, **overrides)
+    if getattr(args, "img_h", None) or getattr(args, "img_w", None):
+        h, w = cfg.data.img_size
+        cfg = override(cfg, **{"data.img_size": (args.img_h or h, args.img_w or w)})
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "translate":
+        from .translate import translate_command
+        out = translate_command(args.dataset, args.data_root, args.out, preset=args.preset,
+                                checkpoint=args.checkpoint, external=args.external,
+                                device=_device(args.gpu), seed=args.seed)
+        print(f"translated copy written to {out}")
+        return 0
+
+    cfg = config_from_args(args)
+    from . import evaluate as ev
+    from . import train as tr_mod
+
+    if args.command == "train":
+        tr_mod.fit(cfg, resume=args.resume)
+        out = tr_mod.run_dir(cfg)
+        print(f"checkpoints: {out / 'checkpoints'}; logs: {out / 'history.csv'}")
+        if not args.no_eval and int(os.environ.get("RANK", "0")) == 0:
+            best = out / "checkpoints" / "best.pt"
+            results = ev.evaluate(cfg, best if best.is_file() else out / "checkpoints" / "last.pt")
+            _print_results(results)
+        return 0
+    if args.command == "test":
+        directions = None
+        if cfg.data.dataset == "regdb" and args.tvsearch is not None:
+            directions = ("t2v",) if args.tvsearch else ("v2t",)
+        results = ev.evaluate(cfg, args.resume, directions=directions)
+        _print_results(results)
+        print(f"metrics written to {Path(args.resume).resolve().parent.parent / 'metrics.json'}")
+        return 0
+    if args.command == "regdb-trials":
+        cfg = override(cfg, **{"data.dataset": "regdb"})
+        _print_results(ev.regdb_all_trials(cfg))
+        return 0
+    return 2
+
+
+def _print_results(results) -> None:
+    for key, res in results.items():
+        print(f"== {key} ==")
+        print(res)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Configuration: one frozen dataclass per concern, and named presets.
+
+`get_config("cpu-demo", epochs=3)` resolves a preset and applies overrides.
+An override names a field either plainly (``epochs``) when only one section has
+it, or with its section (``optim.epochs``).  Unknown keys raise, listing the
+valid ones, so a typo never silently trains the wrong thing.  The resolved
+config is stored in every checkpoint and output folder (`to_dict`/`from_dict`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DATASETS = ("sysu", "regdb", "llcm")
+ARCHS = ("resnet18", "resnet34", "resnet50")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "sysu"                 # sysu | regdb | llcm
+    data_root: str | None = None          # None: generate the synthetic dataset into cache_dir
+    translated_root: str | None = None    # a translated copy (IR in visible style) to read instead
+    cache_dir: str = "~/.cache/djanet"    # where synthetic datasets and array caches live
+    synthetic_ids: int | None = None      # identities of the generated dataset (None: layout default)
+    synthetic_size: tuple[int, int] = (128, 64)  # (H, W) of generated images
+    img_size: tuple[int, int] = (384, 192)  # (H, W) the network sees
+    ids_per_batch: int = 24               # P: identities per batch (seed's --batch-size)
+    num_pos: int = 4                      # K: images per identity and modality (seed's --num_pos)
+    trial: int = 1                        # RegDB split 1..10; gallery trial count elsewhere
+    mode: str = "all"                     # SYSU-MM01 search mode: all | indoor
+    workers: int = 4                      # DataLoader worker processes (0: main process)
+    use_cache: bool = False               # read training images from the memory-mapped array cache
+    val_fraction: float = 0.1             # training ids held out for model selection (not SYSU: it ships val ids)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "resnet50"                # resnet18 | resnet34 | resnet50
+    stems: bool = True                    # four modality-specific stems (False: one shared stem)
+    align: bool = True                    # joint align module between layer3 and layer4
+    non_local: bool = True                # AGW non-local blocks in layer2/layer3
+    pretrained: bool | str = False        # True: torchvision ImageNet weights; str: state-dict path
+    align_dim: int = 256                  # channels of the align module (paper: 256)
+    attn_heads: int = 32                  # heads of the cross-attention (reduced to divide the embedding)
+    d_state: int = 64                     # Mamba state size
+    d_conv: int = 4                       # Mamba causal conv width
+    expand: int = 2                       # Mamba inner expansion
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    margin: float = 0.7                   # batch-hard triplet margin (seed script 0.7; AGW 0.3)
+    complementary: bool = True            # complementary learning loss on layer4 maps
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+    complementary_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"                # sgd | adam
+    lr: float = 0.01                      # base lr (backbone, stems, align)
+    head_lr: float = 0.1                  # lr of BNNeck and classifier
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10               # linear warm-up from 0.1x
+    milestones: tuple[int, ...] = (25, 50, 75, 100, 125)  # step decay x gamma
+    gamma: float = 0.1
+    epochs: int = 150
+    amp: bool = True                      # mixed precision when on CUDA (ignored on CPU)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    preset: str = "paper"                 # the preset this config was resolved from
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    out_dir: str = "runs"                 # runs are written to out_dir/run_name
+    run_name: str | None = None           # None: derived from dataset, preset and model switches
+    eval_every: int = 1                   # epochs between validation evaluations (0: only at the end)
+    select_on: str = "val"                # model selection split: val | test (test is labelled peeking)
+    eval_trials: int = 10                 # gallery trials in the final evaluation
+    max_steps_per_epoch: int | None = None  # cap on iterations per epoch (smoke runs)
+    quiet: bool = False                   # no progress bars
+    tensorboard: bool = True              # write TensorBoard scalars when tensorboard is installed
+
+
+SECTIONS = ("data", "model", "loss", "optim")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's setting: ResNet-50 at 384x192, P=24 identities x K=4, 150 epochs, AMP.
+    "paper": {},
+    # Trains in minutes on a 2-core laptop CPU on the synthetic data.
+    "cpu-demo": {
+        "data.img_size": (128, 64), "data.ids_per_batch": 8, "data.num_pos": 4, "data.workers": 2,
+        "model.arch": "resnet18", "model.align_dim": 64, "model.attn_heads": 8, "model.d_state": 16,
+        "optim.epochs": 12, "optim.warmup_epochs": 2, "optim.milestones": (8,),
+        "optim.lr": 0.01, "optim.head_lr": 0.1, "eval_trials": 10,
+    },
+    # Seconds; for tests and smoke runs.
+    "tiny": {
+        "data.img_size": (64, 32), "data.ids_per_batch": 4, "data.num_pos": 2, "data.workers": 0,
+        "data.synthetic_size": (64, 32),
+        "model.arch": "resnet18", "model.align_dim": 32, "model.attn_heads": 4, "model.d_state": 8,
+        "optim.epochs": 2, "optim.warmup_epochs": 1, "optim.milestones": (1,),
+        "eval_trials": 2, "max_steps_per_epoch": 2, "quiet": True, "tensorboard": False,
+    },
+}
+
+
+def _section_of(cfg: TrainConfig) -> dict[str, Any]:
+    return {name: getattr(cfg, name) for name in SECTIONS}
+
+
+def _field_index() -> dict[str, list[str]]:
+    """Plain field name -> the dotted names that carry it."""
+    index: dict[str, list[str]] = {}
+    for f in fields(TrainConfig):
+        if f.name in SECTIONS:
+            for sub in fields(f.default_factory()):  # type: ignore[misc]
+                index.setdefault(sub.name, []).append(f"{f.name}.{sub.name}")
+        else:
+            index.setdefault(f.name, []).append(f.name)
+    return index
+
+
+def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """Return `cfg` with fields replaced; keys are plain or dotted (`optim.epochs`)."""
+    index = _field_index()
+    valid = sorted({d for ds in index.values() for d in ds})
+    top: dict[str, Any] = {}
+    sections = _section_of(cfg)
+    for key, value in changes.items():
+        key = key.replace("-", "_") if "." not in key else key
+        if "." in key:
+            dotted = key
+            if dotted not in valid:
+                raise KeyError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+        else:
+            if key not in index:
+                raise KeyError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+            if len(index[key]) > 1:
+                raise KeyError(f"config key {key!r} is ambiguous; use one of {index[key]}")
+            dotted = index[key][0]
+        if "." in dotted:
+            sec, name = dotted.split(".", 1)
+            sections[sec] = replace(sections[sec], **{name: _coerce(sections[sec], name, value)})
+        else:
+            top[dotted] = _coerce(cfg, dotted, value)
+    out = replace(cfg, **sections, **top)
+    validate(out)
+    return out
+
+
+def _coerce(obj: Any, name: str, value: Any) -> Any:
+    """Lists from JSON/YAML become tuples where the default is a tuple."""
+    current = getattr(obj, name)
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ValueError naming the option and the accepted values."""
+    if cfg.data.dataset not in DATASETS:
+        raise ValueError(f"data.dataset={cfg.data.dataset!r}; expected one of {DATASETS}")
+    if cfg.model.arch not in ARCHS:
+        raise ValueError(f"model.arch={cfg.model.arch!r}; expected one of {ARCHS}")
+    if cfg.data.mode not in ("all", "indoor"):
+        raise ValueError(f"data.mode={cfg.data.mode!r}; expected 'all' or 'indoor'")
+    if cfg.select_on not in ("val", "test"):
+        raise ValueError(f"select_on={cfg.select_on!r}; expected 'val' or 'test'")
+    if cfg.optim.optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
+    if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:
+        raise ValueError(f"data.trial={cfg.data.trial}; RegDB trials are 1..10")
+    if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
+        raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
+                         f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")
+
+
+def get_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """Resolve a named preset (paper, cpu-demo, tiny) and apply overrides."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = override(TrainConfig(preset=preset), **PRESETS[preset])
+    return override(cfg, **overrides) if overrides else cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain dict (JSON-safe) of the resolved config."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Inverse of `to_dict`; unknown keys raise."""
+    changes: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in SECTIONS:
+            for sub, v in value.items():
+                changes[f"{key}.{sub}"] = v
+        else:
+            changes[key] = value
+    return override(TrainConfig(), **changes)

@@ -1,0 +1,127 @@
+"""From a trained model to protocol results: data preparation, feature extraction, evaluation.
+
+Features are extracted once for the query set and once for the *whole* candidate
+gallery; the protocol runner then samples the gallery per trial.  Both feature
+rows of the paper are reported: `pool` (GeM output) and `bn` (after BNNeck).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write_text
+from .config import TrainConfig
+from .data import EvalSplit, ImageDataset, ImageList, ensure_synthetic, read_test
+from .protocols import ProtocolResult, combine, evaluate_split
+
+if TYPE_CHECKING:
+    from .model import DJANet
+
+DIRECTIONS = {"sysu": ("i2v",), "regdb": ("v2t", "t2v"), "llcm": ("i2v", "v2i")}
+
+
+def prepare_data(cfg: TrainConfig) -> Path:
+    """The dataset root to read: the translated copy, the user's data_root, or synthetic data."""
+    if cfg.data.translated_root:
+        root = Path(cfg.data.translated_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.translated_root={root} does not exist; create it with "
+                                    "`python -m djanet translate` or point it at a translated copy")
+        return root
+    if cfg.data.data_root:
+        root = Path(cfg.data.data_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.data_root={root} does not exist (expected the {cfg.data.dataset} "
+                                    "dataset folder; leave data_root unset to use synthetic data)")
+        return root
+    return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
+                                 ids=cfg.data.synthetic_ids, seed=0, size=cfg.data.synthetic_size))
+
+
+@torch.no_grad()
+def extract_features(model: "DJANet", images: ImageList, modality: str, img_size, device="cpu",
+                     batch_size: int = 64, workers: int = 0, quiet: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised (pool, bn) features of every image in `images`, in order."""
+    model.eval()
+    device = torch.device(device)
+    loader = DataLoader(ImageDataset(images, img_size), batch_size=batch_size, shuffle=False,
+                        num_workers=workers)
+    pools, bns = [], []
+    for batch, _ in tqdm(loader, desc=f"features ({modality})", leave=False, disable=quiet):
+        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+            pool, bn = model.extract(batch.to(device), modality)
+        pools.append(pool.float().cpu().numpy())
+        bns.append(bn.float().cpu().numpy())
+    return np.concatenate(pools), np.concatenate(bns)
+
+
+def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device) -> dict[str, np.ndarray]:
+    q_pool, q_bn = extract_features(model, split.query, split.query.modality, cfg.data.img_size, device,
+                                    workers=cfg.data.workers, quiet=cfg.quiet)
+    g_pool, g_bn = extract_features(model, split.gallery, split.gallery.modality, cfg.data.img_size, device,
+                                    workers=cfg.data.workers, quiet=cfg.quiet)
+    return {"query_pool": q_pool, "query_bn": q_bn, "gallery_pool": g_pool, "gallery_bn": g_bn}
+
+
+def evaluate_split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,
+                            trials: int, features: dict[str, np.ndarray] | None = None
+                            ) -> dict[str, ProtocolResult]:
+    feats = features if features is not None else split_features(model, split, cfg, device)
+    return {name: evaluate_split(split, feats[f"query_{name}"], feats[f"gallery_{name}"],
+                                 trials=trials, feature_name=name)
+            for name in ("pool", "bn")}
+
+
+def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[str, ...] | None = None,
+             out_dir: str | os.PathLike | None = None) -> dict[str, ProtocolResult]:
+    """Evaluate a checkpoint on the test protocol(s) of `cfg.data.dataset`.
+
+    Returns results keyed `"<direction>/<feature>"` (e.g. `"i2v/bn"`), and writes
+    `metrics.json` and `features_<direction>.npz` into `out_dir` (default: the
+    checkpoint's run folder).
+    """
+    from .train import load_model, resolve_device
+    device = resolve_device(cfg.device)
+    model, _ = load_model(checkpoint, device=str(device))
+    root = prepare_data(cfg)
+    out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
+    results: dict[str, ProtocolResult] = {}
+    for direction in directions or DIRECTIONS[cfg.data.dataset]:
+        split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial, direction=direction)
+        feats = split_features(model, split, cfg, device)
+        trials = 1 if cfg.data.dataset == "regdb" else cfg.eval_trials
+        for name, res in evaluate_split_features(model, split, cfg, device, trials, feats).items():
+            results[f"{direction}/{name}"] = res
+        _save_features(out / f"features_{direction}.npz", feats, split)
+    payload = {"checkpoint": str(checkpoint), "dataset": cfg.data.dataset, "mode": cfg.data.mode,
+               "trial": cfg.data.trial, "results": {k: r.to_dict() for k, r in results.items()}}
+    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1))
+    return results
+
+
+def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **feats, query_pids=split.query.pids, query_cams=split.query.cams,
+             gallery_pids=split.gallery.pids, gallery_cams=split.gallery.cams,
+             query_paths=np.array(split.query.paths), gallery_paths=np.array(split.gallery.paths))
+    os.replace(tmp, path)
+
+
+def regdb_all_trials(cfg: TrainConfig, trials=range(1, 11)) -> dict[str, ProtocolResult]:
+    """RegDB's protocol: one model per trial (train split t, test split t), then mean and std."""
+    from .config import override
+    from .train import fit_or_load
+    per_key: dict[str, list[ProtocolResult]] = {}
+    for t in trials:
+        tcfg = override(cfg, **{"data.trial": t})
+        run = fit_or_load(tcfg)
+        for key, res in evaluate(tcfg, run.best).items():
+            per_key.setdefault(key, []).append(res)
+    return {key: combine(results) for key, results in per_key.items()}

@@ -1,0 +1,171 @@
+"""Numbers for the modality gap: how far apart visible and infrared features lie.
+
+Three complementary measures on a set of features with identity and modality labels:
+
+* ``modality_acc``: balanced accuracy of a logistic-regression modality classifier,
+  5-fold cross-validated. 0.5 means the features carry no modality information; 1.0
+  means the two modalities are linearly separable.
+* ``centroid_ratio``: distance between the visible and infrared centroids divided by the
+  mean within-identity spread (mean distance of an image to the centroid of its identity
+  in its own modality). Below ~1 the modality shift is smaller than an identity's own
+  scatter.
+* ``pos_ratio``: mean cross-modal positive distance (same identity, different modality)
+  divided by mean within-modal positive distance (same identity, same modality). 1.0 means
+  a matching image in the other modality is as close as one in the same modality.
+
+Only NumPy and scikit-learn; features are used as given (pass L2-normalised features to
+measure what retrieval sees).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("modality_acc", "centroid_ratio", "pos_ratio")
+
+
+def _as_modality(modality: Sequence | np.ndarray, n: int) -> np.ndarray:
+    """Modality labels as 0/1 ints (0 = visible), from strings, bools or ints."""
+    m = np.asarray(modality)
+    if m.shape != (n,):
+        raise ValueError(f"modality has shape {m.shape}; expected ({n},) like features' first axis")
+    if m.dtype.kind in "USO":
+        low = np.char.lower(m.astype(str))
+        ok = np.isin(low, ["visible", "infrared", "vis", "ir", "nir", "thermal"])
+        if not ok.all():
+            raise ValueError(f"unknown modality label {str(m[~ok][0])!r}; expected 'visible' or 'infrared'")
+        return (~np.isin(low, ["visible", "vis"])).astype(np.int64)
+    values = set(np.unique(m).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"modality values {sorted(values)}; expected 0 (visible) and 1 (infrared)")
+    return m.astype(np.int64)
+
+
+def modality_classifier_accuracy(features: np.ndarray, modality: np.ndarray, folds: int = 5,
+                                 seed: int = 0) -> float:
+    """Cross-validated balanced accuracy of a linear modality classifier."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.bincount(modality, minlength=2)
+    k = int(min(folds, counts.min()))
+    if k < 2:
+        raise ValueError(f"need at least 2 images of each modality for the classifier; got {counts.tolist()}")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000, C=1.0))
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    scores = cross_val_score(clf, features, modality, cv=cv, scoring="balanced_accuracy")
+    return float(scores.mean())
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance matrix via the Gram trick (no (N, M, D) intermediate)."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def _mean_pairwise(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, int]:
+    """Sum and count of Euclidean distances between rows of a and b (a with itself: i < j)."""
+    if b is None:
+        if len(a) < 2:
+            return 0.0, 0
+        iu = np.triu_indices(len(a), 1)
+        return float(_dist(a, a)[iu].sum()), len(iu[0])
+    return float(_dist(a, b).sum()), len(a) * len(b)
+
+
+def modality_gap(features: np.ndarray, pids: Sequence[int] | np.ndarray,
+                 modality: Sequence | np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """Modality-gap numbers of one feature set (see the module docstring).
+
+    Returns a dict with ``modality_acc``, ``centroid_ratio``, ``pos_ratio`` and the raw
+    parts: ``centroid_dist``, ``within_id_spread``, ``cross_pos``, ``within_pos``, ``n``, ``dim``.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features have shape {x.shape}; expected (N, D)")
+    n = len(x)
+    p = np.asarray(pids)
+    if p.shape != (n,):
+        raise ValueError(f"pids have shape {p.shape}; expected ({n},)")
+    m = _as_modality(modality, n)
+
+    acc = modality_classifier_accuracy(x, m, folds=folds, seed=seed)
+    centroid_dist = float(np.linalg.norm(x[m == 0].mean(0) - x[m == 1].mean(0)))
+
+    spreads: list[float] = []
+    cross_sum = within_sum = 0.0
+    cross_n = within_n = 0
+    for pid in np.unique(p):
+        groups = [x[(p == pid) & (m == k)] for k in (0, 1)]
+        for g in groups:
+            if len(g) >= 2:
+                spreads.append(float(np.linalg.norm(g - g.mean(0), axis=1).mean()))
+            s, c = _mean_pairwise(g)
+            within_sum, within_n = within_sum + s, within_n + c
+        if len(groups[0]) and len(groups[1]):
+            s, c = _mean_pairwise(groups[0], groups[1])
+            cross_sum, cross_n = cross_sum + s, cross_n + c
+    if not spreads or within_n == 0 or cross_n == 0:
+        raise ValueError("need identities with >= 2 images in a modality and identities present in "
+                         "both modalities to measure the gap")
+    spread = float(np.mean(spreads))
+    cross_pos, within_pos = cross_sum / cross_n, within_sum / within_n
+    return {
+        "modality_acc": acc,
+        "centroid_ratio": centroid_dist / spread if spread > 0 else float("inf"),
+        "pos_ratio": cross_pos / within_pos if within_pos > 0 else float("inf"),
+        "centroid_dist": centroid_dist,
+        "within_id_spread": spread,
+        "cross_pos": cross_pos,
+        "within_pos": within_pos,
+        "n": n,
+        "dim": x.shape[1],
+    }
+
+
+def gap_table(sets: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], folds: int = 5,
+              seed: int = 0) -> pd.DataFrame:
+    """One row of `modality_gap` numbers per named feature set (name -> (features, pids, modality))."""
+    rows = {name: modality_gap(f, p, m, folds=folds, seed=seed) for name, (f, p, m) in sets.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "features"
+    df[["n", "dim"]] = df[["n", "dim"]].astype(int)
+    return df
+
+
+def pair_distances(features: np.ndarray, pids: np.ndarray, modality: Sequence | np.ndarray,
+                   max_pairs: int = 20000, seed: int = 0) -> pd.DataFrame:
+    """Euclidean distances of sampled image pairs, labelled by identity and modality relation.
+
+    Columns: ``distance``, ``identity`` ('same' | 'different'), ``modality`` ('within' | 'cross').
+    All positive pairs are kept (sampled down to ``max_pairs``); ``max_pairs`` random negative pairs.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    p = np.asarray(pids)
+    m = _as_modality(modality, len(x))
+    rng = np.random.default_rng(seed)
+    pos_i, pos_j = [], []
+    for pid in np.unique(p):
+        idx = np.flatnonzero(p == pid)
+        a, b = np.triu_indices(len(idx), 1)
+        pos_i.append(idx[a])
+        pos_j.append(idx[b])
+    pi, pj = np.concatenate(pos_i), np.concatenate(pos_j)
+    if len(pi) > max_pairs:
+        sel = rng.choice(len(pi), max_pairs, replace=False)
+        pi, pj = pi[sel], pj[sel]
+    ni, nj = rng.integers(0, len(x), 4 * max_pairs), rng.integers(0, len(x), 4 * max_pairs)
+    neg = p[ni] != p[nj]
+    ni, nj = ni[neg][:max_pairs], nj[neg][:max_pairs]
+    i, j = np.concatenate([pi, ni]), np.concatenate([pj, nj])
+    d = np.linalg.norm(x[i] - x[j], axis=1)
+    return pd.DataFrame({
+        "distance": d,
+        "identity": np.where(p[i] == p[j], "same", "different"),
+        "modality": np.where(m[i] == m[j], "within", "cross"),
+    })
+

@@ -1,0 +1,341 @@
+"""The training engine: `fit(cfg)` trains, `fit_or_load(cfg)` trains only when needed.
+
+One loop for every setting (a CI smoke run on the `tiny` preset, a laptop
+`cpu-demo` run, a 150-epoch `paper` run on GPUs with torchrun):
+
+* four-view batches from the identity sampler (P identities x K pairs);
+* SGD with a 10x learning rate on BNNeck+classifier, warm-up then step decay;
+* AMP + GradScaler on CUDA, plain fp32 on CPU;
+* a checkpoint every epoch, written atomically, that resumes bit-exactly on CPU;
+* model selection on held-out *training* identities, never on the test set unless
+  asked (`select_on="test"`, labelled as peeking everywhere it is reported);
+* a NaN/inf loss stops the run naming the step and the loss term; Ctrl-C saves a
+  resumable checkpoint first.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import distributed as dist_utils
+from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
+                         rng_state, set_rng_state)
+from .config import OptimConfig, TrainConfig, from_dict, to_dict
+from .data import FourViewDataset, IdentitySampler, TrainSplit, read_train
+from .evaluate import evaluate, evaluate_split_features, extract_features, prepare_data  # noqa: F401
+from .losses import DJANetLoss
+from .model import DJANet
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class Run:
+    """What `fit_or_load` hands back: where the run lives and what it learnt."""
+    cfg: TrainConfig
+    run_dir: Path
+    checkpoint: Path          # last.pt: the final epoch
+    best: Path                # best.pt: the epoch chosen on the selection split
+    history: pd.DataFrame
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' picks CUDA when present; 'cuda' on a machine without it is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={spec!r} but CUDA is not available here; use device='cpu' or 'auto'")
+    return dev
+
+
+def run_name(cfg: TrainConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    variant = "djanet" if (cfg.model.stems and cfg.model.align) else (
+        "agw" if not (cfg.model.stems or cfg.model.align) else
+        f"stems{int(cfg.model.stems)}-align{int(cfg.model.align)}")
+    if not cfg.loss.complementary and variant == "djanet":
+        variant += "-nocomp"
+    name = f"{cfg.data.dataset}-{cfg.preset}-{variant}"
+    if cfg.data.dataset == "regdb":
+        name += f"-trial{cfg.data.trial}"
+    if cfg.data.translated_root:
+        name += "-translated"
+    return name
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir).expanduser() / run_name(cfg)
+
+
+def lr_factor(epoch: int, optim: OptimConfig) -> float:
+    """Linear warm-up from 0.1x over `warmup_epochs`, then x gamma at each milestone."""
+    if epoch < optim.warmup_epochs:
+        return 0.1 + 0.9 * epoch / optim.warmup_epochs
+    return optim.gamma ** sum(epoch >= m for m in optim.milestones)
+
+
+def make_optimizer(model: DJANet, optim: OptimConfig) -> torch.optim.Optimizer:
+    groups = model.param_groups(optim.lr, optim.head_lr)
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum,
+                               weight_decay=optim.weight_decay, nesterov=True)
+    return torch.optim.Adam(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _loader(split: TrainSplit, cfg: TrainConfig, pairs: list[tuple[int, int]]) -> DataLoader:
+    dataset = FourViewDataset(split, cfg.data.img_size, cache=_cache_for(split, cfg))
+    batch = cfg.data.ids_per_batch * cfg.data.num_pos
+    return DataLoader(dataset, batch_size=batch, sampler=pairs, num_workers=cfg.data.workers,
+                      drop_last=True, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=False)
+
+
+def _cache_for(split: TrainSplit, cfg: TrainConfig):
+    if not cfg.data.use_cache:
+        return None
+    from .data import build_cache, load_cache
+    path = build_cache(split, cfg.data.img_size, Path(cfg.data.cache_dir).expanduser() / "arrays")
+    return load_cache(path)
+
+
+def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list[tuple[int, int]]:
+    sampler.set_epoch(epoch)
+    pairs = list(sampler)
+    batch = cfg.data.ids_per_batch * cfg.data.num_pos
+    if cfg.max_steps_per_epoch is not None:
+        pairs = pairs[: cfg.max_steps_per_epoch * batch]
+    return pairs
+
+
+def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, device: torch.device) -> dict[str, float]:
+    """One optimisation step on a four-view batch; returns the named losses and ID accuracy."""
+    v1, v2, i1, i2, lv, li = (t.to(device, non_blocking=True) for t in batch)
+    labels = torch.cat([lv, lv, li, li])
+    amp = scaler is not None
+    with torch.autocast(device_type=device.type, enabled=amp):
+        out = model(v1, v2, i1, i2)
+    # Losses in fp32: the triplet distances and the entropy weights are precision-sensitive.
+    out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
+    losses = loss_fn(out, labels)
+    bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteLossError(", ".join(f"{k}={losses[k].item()}" for k in bad))
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(losses["total"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        losses["total"].backward()
+        optimizer.step()
+    stats = {f"loss_{k}": v.item() for k, v in losses.items()}
+    stats["acc"] = (out["logits"].argmax(1) == labels).float().mean().item()
+    return stats
+
+
+def _validate(model: DJANet, split, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    results = evaluate_split_features(model, split, cfg, device, trials=1)
+    bn = results["bn"].mean
+    return {"val_r1": bn["r1"], "val_mAP": bn["mAP"], "val_mINP": bn["mINP"]}
+
+
+def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, step, history, best) -> dict:
+    inner = model.module if hasattr(model, "module") else model
+    return {
+        "model": inner.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+        "epoch": epoch, "step": step, "rng": rng_state(), "config": to_dict(cfg),
+        "num_classes": num_classes, "history": history, "best": best,
+    }
+
+
+def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Train `cfg` from scratch, or continue from `resume`; returns the per-epoch history.
+
+    Writes `config.json`, `history.csv`/`history.json`, TensorBoard scalars and
+    `checkpoints/last.pt` (every epoch) and `checkpoints/best.pt` under `run_dir(cfg)`.
+    """
+    world = dist_utils.setup()
+    device = resolve_device(cfg.device) if not world.distributed else world.device
+    out = run_dir(cfg)
+    ckpt_dir = out / "checkpoints"
+    if world.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+
+    root = prepare_data(cfg)
+    holdout = cfg.select_on == "val"
+    split, val_split = read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=holdout,
+                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed)
+    if cfg.select_on == "test":
+        from .data import read_test
+        val_split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial)
+    seed_everything(cfg.seed)
+    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device)
+    loss_fn = DJANetLoss(cfg.loss)
+    optimizer = make_optimizer(model, cfg.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.optim))
+    scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
+
+    start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "val_r1": -1.0}
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        check_compatible(ckpt, to_dict(cfg), split.num_classes, resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
+        history, best = list(ckpt["history"]), dict(ckpt["best"])
+        set_rng_state(ckpt["rng"])
+        if world.is_main:
+            print(f"resuming {resume} at epoch {start_epoch + 1}, step {start_step}")
+    train_model = world.wrap(model)
+
+    sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
+                              cfg.data.num_pos, seed=cfg.seed, num_replicas=world.size, rank=world.rank)
+    writer = _tensorboard(cfg, out) if world.is_main else None
+    selection = "val" if cfg.select_on == "val" else "test (peeking: selected on the test set)"
+    if world.is_main:
+        print(f"run folder: {out}  (checkpoints in {ckpt_dir}; model selection on {selection})")
+
+    epoch, step = start_epoch, start_step
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            if step == 0:
+                # Every epoch starts from an RNG state fixed by (seed, epoch): resume is exact.
+                seed_everything(cfg.seed * 100_003 + epoch * 1_009 + world.rank)
+            pairs = _epoch_pairs(sampler, epoch, cfg)
+            batch = cfg.data.ids_per_batch * cfg.data.num_pos
+            loader = _loader(split, cfg, pairs[step * batch:])
+            train_model.train()
+            sums: dict[str, float] = {}
+            n = 0
+            t0 = time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                       disable=cfg.quiet or not world.is_main)
+            for batch_data in bar:
+                try:
+                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device)
+                except NonFiniteLossError as exc:
+                    raise NonFiniteLossError(
+                        f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {exc}; the run stopped and "
+                        f"the last good checkpoint is {ckpt_dir / 'last.pt'}") from None
+                step += 1
+                n += 1
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{stats['loss_total']:.3f}", acc=f"{stats['acc']:.2f}")
+            scheduler.step()
+            row: dict[str, Any] = {"epoch": epoch + 1, "lr": cfg.optim.lr * lr_factor(epoch, cfg.optim),
+                                   "steps": n, "time_s": time.perf_counter() - t0}
+            row.update({k: v / max(n, 1) for k, v in sums.items()})
+            row.update(world.average({k: row[k] for k in sums}))
+            last_epoch = epoch + 1 == cfg.optim.epochs
+            if val_split is not None and (last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+                if world.is_main:
+                    row.update(_validate(model, val_split, cfg, device))
+            step = 0
+            history.append(row)
+            if world.is_main:
+                improved = "val_r1" in row and row["val_r1"] > best["val_r1"]
+                if improved:
+                    best = {"epoch": epoch + 1, "val_r1": row["val_r1"], "selected_on": cfg.select_on}
+                ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
+                                   epoch + 1, 0, history, best)
+                atomic_torch_save(ckpt, ckpt_dir / "last.pt")
+                if improved or (val_split is None and last_epoch):
+                    atomic_torch_save(ckpt, ckpt_dir / "best.pt")
+                _write_history(out, history, writer)
+            world.barrier()
+    except KeyboardInterrupt:
+        if world.is_main:
+            path = ckpt_dir / "interrupted.pt"
+            atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
+                                          epoch, step, history, best), path)
+            print(f"\ninterrupted at epoch {epoch + 1}, step {step}; resume with --resume {path}")
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        world.cleanup()
+    return pd.DataFrame(history)
+
+
+def _tensorboard(cfg: TrainConfig, out: Path):
+    if not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: logs still go to CSV/JSON
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+def _write_history(out: Path, history: list[dict], writer) -> None:
+    frame = pd.DataFrame(history)
+    atomic_write_text(out / "history.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=1))
+    if writer is not None:
+        row = history[-1]
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
+                writer.add_scalar(k.replace("loss_", "loss/").replace("val_", "val/"), v, row["epoch"])
+        writer.flush()
+
+
+def is_complete(cfg: TrainConfig) -> bool:
+    """True when the run's last checkpoint has reached the configured number of epochs."""
+    path = run_dir(cfg) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return False
+    ckpt = load_checkpoint(path)
+    return ckpt["epoch"] >= cfg.optim.epochs and ckpt["step"] == 0
+
+
+def fit_or_load(cfg: TrainConfig) -> Run:
+    """Train only when the run's final checkpoint is missing (continuing a partial run)."""
+    out = run_dir(cfg)
+    last = out / "checkpoints" / "last.pt"
+    if not is_complete(cfg):
+        interrupted = out / "checkpoints" / "interrupted.pt"
+        resume = interrupted if interrupted.is_file() else (last if last.is_file() else None)
+        fit(cfg, resume=resume)
+    ckpt = load_checkpoint(last)
+    best = out / "checkpoints" / "best.pt"
+    return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,
+               history=pd.DataFrame(ckpt["history"]))
+
+
+def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:
+    """Rebuild the model stored in a checkpoint, in eval mode, on `device`."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = from_dict(ckpt["config"])
+    dev = resolve_device(device)
+    model = DJANet.from_config(cfg.model, ckpt["num_classes"], cfg.data.img_size)
+    model.load_state_dict(ckpt["model"])
+    return model.to(dev).eval(), cfg

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from djanet.config import PRESETS, from_dict, get_config, override, to_dict
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_resolve_and_round_trip_through_json(name):
+    cfg = get_config(name)
+    assert cfg.preset == name
+    assert from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_paper_preset_matches_the_method_notes():
+    cfg = get_config("paper")
+    assert cfg.model.arch == "resnet50" and cfg.data.img_size == (384, 192)
+    assert (cfg.data.ids_per_batch, cfg.data.num_pos) == (24, 4)
+    assert (cfg.optim.lr, cfg.optim.head_lr, cfg.optim.epochs) == (0.01, 0.1, 150)
+    assert cfg.optim.milestones == (25, 50, 75, 100, 125) and cfg.loss.margin == 0.7
+
+
+def test_plain_and_dotted_overrides():
+    cfg = get_config("tiny", epochs=5, **{"data.dataset": "regdb", "model.align": False})
+    assert cfg.optim.epochs == 5 and cfg.data.dataset == "regdb" and cfg.model.align is False
+    assert override(cfg, seed=3).seed == 3
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(KeyError, match="unknown config key 'epoch'.*optim.epochs"):
+        get_config("tiny", epoch=3)
+
+
+def test_unknown_preset_and_bad_values_are_named():
+    with pytest.raises(KeyError, match="unknown preset 'fast'.*cpu-demo"):
+        get_config("fast")
+    with pytest.raises(ValueError, match="data.dataset='market'"):
+        get_config("tiny", dataset="market")
+    with pytest.raises(ValueError, match="model.arch='vit'"):
+        get_config("tiny", arch="vit")
+    with pytest.raises(ValueError, match="RegDB trials are 1..10"):
+        get_config("tiny", dataset="regdb", trial=11)

@@ -1,0 +1,74 @@
+"""Modality-gap numbers on synthetic Gaussian features whose answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from djanet.gap import gap_table, modality_gap, pair_distances
+
+
+def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
+    """Identity centres plus noise; infrared images moved by `shift` along a fixed direction."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3.0, (ids, dim))
+    pids = np.repeat(np.arange(ids), 2 * per)
+    modality = np.tile(np.array(["visible"] * per + ["infrared"] * per), ids)
+    x = centres[pids] + rng.normal(0, 1.0, (len(pids), dim))
+    direction = np.zeros(dim)
+    direction[0] = 1.0
+    x[modality == "infrared"] += shift * direction
+    return x, pids, modality
+
+
+def test_no_gap_gives_chance_accuracy_and_unit_ratio():
+    g = modality_gap(*_features(0.0))
+    assert abs(g["modality_acc"] - 0.5) < 0.15
+    assert abs(g["pos_ratio"] - 1.0) < 0.05
+    assert g["centroid_ratio"] < 0.3
+    assert g["n"] == 240 and g["dim"] == 16
+
+
+def test_large_shift_is_separable_and_far():
+    g = modality_gap(*_features(10.0))
+    assert g["modality_acc"] > 0.98
+    assert g["centroid_ratio"] == pytest.approx(10.0 / g["within_id_spread"], rel=0.1)
+    assert g["centroid_ratio"] > 2.0
+    assert g["pos_ratio"] > 2.0
+
+
+def test_gap_grows_with_shift_and_table_has_rows():
+    sets = {f"shift {s}": _features(s) for s in (0.0, 1.0, 4.0)}
+    df = gap_table(sets)
+    assert list(df.index) == ["shift 0.0", "shift 1.0", "shift 4.0"]
+    assert df["pos_ratio"].is_monotonic_increasing
+    assert df["centroid_ratio"].is_monotonic_increasing
+    assert df["modality_acc"].iloc[-1] > df["modality_acc"].iloc[0]
+
+
+def test_modality_as_ints_matches_strings():
+    x, p, m = _features(2.0)
+    a = modality_gap(x, p, m)
+    b = modality_gap(x, p, (m == "infrared").astype(int))
+    assert a == b
+
+
+def test_bad_inputs_name_the_problem():
+    x, p, m = _features(0.0)
+    with pytest.raises(ValueError, match="unknown modality label 'rgb'"):
+        modality_gap(x, p, np.where(m == "visible", "rgb", m))
+    with pytest.raises(ValueError, match=r"pids have shape \(3,\)"):
+        modality_gap(x, p[:3], m)
+    with pytest.raises(ValueError, match="at least 2 images of each modality"):
+        modality_gap(x, p, np.array(["visible"] * len(x)))
+
+
+def test_pair_distances_labels_and_counts():
+    x, p, m = _features(5.0, ids=5, per=3)
+    df = pair_distances(x, p, m, max_pairs=100)
+    pos = df[df.identity == "same"]
+    assert len(pos) == 5 * 15  # C(6, 2) pairs per identity
+    assert (pos.modality == "cross").sum() == 5 * 9
+    assert (df.identity == "different").sum() == 100
+    within = pos[pos.modality == "within"].distance.mean()
+    cross = pos[pos.modality == "cross"].distance.mean()
+    assert cross > within
