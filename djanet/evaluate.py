@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write_text
 from .config import TrainConfig
-from .data import EvalSplit, ImageDataset, ImageList, ensure_synthetic, read_test
+from .data import EvalSplit, ImageDataset, ImageList, read_test
+from .data.synthetic import ensure_synthetic
 from .protocols import ProtocolResult, combine, evaluate_split
 
 if TYPE_CHECKING:

@@ -115,9 +115,8 @@ def _loader(split: TrainSplit, cfg: TrainConfig, pairs: list[tuple[int, int]]) -
 def _cache_for(split: TrainSplit, cfg: TrainConfig):
     if not cfg.data.use_cache:
         return None
-    from .data import build_cache, load_cache
-    path = build_cache(split, cfg.data.img_size, Path(cfg.data.cache_dir).expanduser() / "arrays")
-    return load_cache(path)
+    from .data import cached_arrays
+    return cached_arrays(split, cfg.data.img_size, cfg.data.cache_dir)
 
 
 def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list[tuple[int, int]]:
@@ -201,6 +200,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
 
     start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "val_r1": -1.0}
+    resume_rng = None
     if resume is not None:
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt, to_dict(cfg), split.num_classes, resume)
@@ -211,7 +211,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, start_step = ckpt["epoch"], ckpt["step"]
         history, best = list(ckpt["history"]), dict(ckpt["best"])
-        set_rng_state(ckpt["rng"])
+        resume_rng = ckpt["rng"] if start_step else None
         if world.is_main:
             print(f"resuming {resume} at epoch {start_epoch + 1}, step {start_step}")
     train_model = world.wrap(model)
@@ -223,7 +223,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     if world.is_main:
         print(f"run folder: {out}  (checkpoints in {ckpt_dir}; model selection on {selection})")
 
-    epoch, step = start_epoch, start_step
+    epoch, step, last_rng = start_epoch, start_step, rng_state()
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             if step == 0:
@@ -236,7 +236,12 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
             sums: dict[str, float] = {}
             n = 0
             t0 = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+            batches = iter(loader)
+            if resume_rng is not None:  # mid-epoch resume: the RNG as it was after the last finished step
+                set_rng_state(resume_rng)
+                resume_rng = None
+            last_rng = rng_state()
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), leave=False,
                        disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
                 try:
@@ -247,6 +252,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                         f"the last good checkpoint is {ckpt_dir / 'last.pt'}") from None
                 step += 1
                 n += 1
+                last_rng = rng_state()
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{stats['loss_total']:.3f}", acc=f"{stats['acc']:.2f}")
@@ -275,8 +281,10 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     except KeyboardInterrupt:
         if world.is_main:
             path = ckpt_dir / "interrupted.pt"
-            atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
-                                          epoch, step, history, best), path)
+            state = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
+                                epoch, step, history, best)
+            state["rng"] = last_rng
+            atomic_torch_save(state, path)
             print(f"\ninterrupted at epoch {epoch + 1}, step {step}; resume with --resume {path}")
         raise
     finally:

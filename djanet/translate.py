@@ -47,6 +47,7 @@ class TranslateConfig:
     ndf: int = 64                         # discriminator width
     n_blocks: int = 9                     # ResNet blocks in the generator bottleneck
     n_down: int = 2                       # stride-2 downsamplings in the generator (and upsamplings)
+    upsample: str = "transpose"           # transpose (CycleGAN) | nearest (resize+conv: no checkerboard)
     d_layers: int = 3                     # stride-2 conv layers of the PatchGAN discriminator
     lr: float = 2e-4                      # Adam learning rate (CycleGAN default)
     beta1: float = 0.5                    # Adam betas (0.5, 0.999) as in CycleGAN
@@ -114,6 +115,8 @@ def _validate(cfg: TranslateConfig) -> None:
         raise ValueError(f"img_size={cfg.img_size} is too small for n_down={cfg.n_down}")
     if min(_patch_out(h, cfg.d_layers), _patch_out(w, cfg.d_layers)) < 1:
         raise ValueError(f"img_size={cfg.img_size} is too small for a PatchGAN with d_layers={cfg.d_layers}")
+    if cfg.upsample not in ("transpose", "nearest"):
+        raise ValueError(f"upsample={cfg.upsample!r}; expected 'transpose' or 'nearest'")
     if cfg.batch_size < 1 or cfg.steps < 1:
         raise ValueError(f"batch_size and steps must be >= 1 (got {cfg.batch_size}, {cfg.steps})")
     if not 0.0 <= cfg.decay_start <= 1.0:
@@ -151,9 +154,12 @@ class ResnetBlock(nn.Module):
 
 class Generator(nn.Module):
     """CycleGAN's ResNet generator: c7s1-ngf, `n_down` stride-2 convs, `n_blocks` ResNet blocks,
-    `n_down` transposed convs, c7s1-3 + tanh.  Images in [-1, 1], any size divisible by 2**n_down."""
+    `n_down` transposed convs, c7s1-3 + tanh.  Images in [-1, 1], any size divisible by 2**n_down.
+    `upsample="nearest"` replaces each transposed conv by nearest resize + conv, which avoids the
+    checkerboard artefacts of transposed convs (Odena et al., Distill 2016)."""
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, n_down: int = 2, in_ch: int = 3, out_ch: int = 3):
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, n_down: int = 2, in_ch: int = 3, out_ch: int = 3,
+                 upsample: str = "transpose"):
         super().__init__()
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7),
                                    nn.InstanceNorm2d(ngf), nn.ReLU(True)]
@@ -163,8 +169,11 @@ class Generator(nn.Module):
             ch *= 2
         layers += [ResnetBlock(ch) for _ in range(n_blocks)]
         for _ in range(n_down):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
-                       nn.InstanceNorm2d(ch // 2), nn.ReLU(True)]
+            if upsample == "nearest":
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch // 2, 3, padding=1)]
+            else:
+                layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1)]
+            layers += [nn.InstanceNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -255,8 +264,8 @@ class CycleGAN(nn.Module):
         super().__init__()
         self.cfg = cfg
         torch.manual_seed(seed)
-        self.g_ir2vis = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down)
-        self.g_vis2ir = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down)
+        self.g_ir2vis = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down, upsample=cfg.upsample)
+        self.g_vis2ir = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down, upsample=cfg.upsample)
         self.d_vis = Discriminator(cfg.ndf, cfg.d_layers)
         self.d_ir = Discriminator(cfg.ndf, cfg.d_layers)
         self.apply(_init_weights)
@@ -520,7 +529,7 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Gener
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     _check_checkpoint(state, checkpoint)
     cfg = config_from_dict(state["config"])
-    gen = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down)
+    gen = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down, upsample=cfg.upsample)
     gen.load_state_dict(state["model"]["g_ir2vis"])
     return gen.to(resolve_device(device)).eval(), cfg
 

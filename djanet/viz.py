@@ -83,7 +83,7 @@ def image_grid(images: Sequence[Sequence[Any]], row_labels: Sequence[str] | None
 
 def camera_grid(image_lists: Sequence[Any], per_camera: int = 6, seed: int = 0,
                 suptitle: str | None = None) -> Figure:
-    """One row per (modality, camera) of random images from `ImageList`s (paths, cams, modality)."""
+    """One row per (modality, camera) of random images from ImageList objects (paths, cams, modality)."""
     rng = np.random.default_rng(seed)
     rows, labels = [], []
     for il in image_lists:

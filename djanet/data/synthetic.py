@@ -1,0 +1,500 @@
+"""Synthetic visible-infrared pedestrians, written in the real datasets' on-disk layouts.
+
+Nobody can download SYSU-MM01, RegDB or LLCM without a signed agreement, so tests, CI and the
+book run on procedurally drawn people instead.  Each identity has a body shape, a clothing layout
+(sleeves, trousers/shorts/skirt, hat, bag), per-garment patterns and per-garment colours *and*
+materials.  The visible render shows the colours under camera-specific illumination; the infrared
+render maps body heat through each material's insulation and emissivity to intensity, so the two
+modalities share geometry but not grey levels.  Pose, scale, crop offset, flip and occlusion vary
+per image.  Everything is drawn with numpy on coordinate grids and is deterministic from the seed.
+
+SYSU-MM01 also gets ``exp/rand_perm_cam.mat`` in the format the community's evaluation code reads:
+variable ``rand_perm_cam`` is a 6x1 cell (one per camera); cell ``{cam}`` is a (max_pid x 1) cell whose
+entry ``{pid}`` is a (trials x n_images) double matrix, each row a permutation of the 1-based image
+numbers (the ``NNNN`` of ``NNNN.jpg``) of that camera and identity; empty where the folder is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LAYOUTS = ("sysu", "regdb", "llcm")
+DEFAULT_IDS = {"sysu": 60, "regdb": 40, "llcm": 36}   # small: seconds to generate
+REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
+DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
+SYSU_VIS_CAMS, SYSU_IR_CAMS = (1, 2, 4, 5), (3, 6)
+LLCM_CAMS = tuple(range(1, 10))
+RAND_PERM_TRIALS = 10
+
+# Part codes of the label map every render starts from.
+BG, SKIN, HAIR, TOP, BOTTOM, SHOES, BAG, HAT, OCC = range(9)
+# Materials: (emissivity, insulation = fraction of body heat reaching the outer surface).
+MATERIALS = np.array([[0.95, 0.55],   # cotton
+                      [0.92, 0.20],   # wool / fleece
+                      [0.88, 0.40],   # denim
+                      [0.75, 0.30],   # leather
+                      [0.62, 0.65],   # nylon / synthetic
+                      [0.35, 0.15]])  # coated / metallic
+
+
+# ----------------------------------------------------------------------------- identities
+def _hsv_to_rgb(h, s, v):
+    """Vectorised HSV -> RGB in [0, 1]."""
+    h, s, v = np.broadcast_arrays(h, s, v)
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = np.stack([np.stack(c, -1) for c in
+                      [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]])
+    return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
+
+
+def make_identity(seed: int, pid: int) -> dict:
+    """Draw one person's appearance: geometry, garments, colours, patterns, materials, heat."""
+    r = np.random.default_rng([seed, 17, pid])
+    n = OCC + 1
+    colour = _hsv_to_rgb(r.random(n), r.uniform(0, 1, n) ** 0.7, r.uniform(0.12, 0.95, n))
+    pcolour = _hsv_to_rgb(r.random(n), r.uniform(0, 1, n), r.uniform(0.1, 1.0, n))
+    colour[SKIN] = np.array([0.93, 0.78, 0.66]) * (1 - r.uniform(0, 0.6)) + [0.05, 0.03, 0.02]
+    colour[HAIR] = np.array([0.55, 0.42, 0.30]) * r.uniform(0.1, 1.2) if r.random() < .8 \
+        else colour[HAIR]
+    ptype = r.choice(5, n, p=[0.45, 0.18, 0.12, 0.12, 0.13])
+    ptype[[SKIN, HAIR, SHOES]] = 0
+    mat = r.integers(0, len(MATERIALS), n)
+    return dict(
+        colour=colour, pcolour=pcolour, ptype=ptype, pfreq=r.uniform(7, 18, n),
+        emis=MATERIALS[mat, 0], insul=MATERIALS[mat, 1], pdelta=r.uniform(-0.2, 0.2, n),
+        heat=r.uniform(0.78, 0.95), height=r.uniform(0.86, 1.0), shoulder=r.uniform(0.2, 0.31),
+        hip=r.uniform(0.16, 0.24), head=r.uniform(0.85, 1.15), sleeve=r.choice([0.35, 0.6, 1.0]),
+        legs=r.choice([0.45, 1.0, 1.0]), skirt=r.random() < 0.15, bag=r.choice(3, p=[.45, .35, .2]),
+        hat=r.random() < 0.2, long_hair=r.random() < 0.3,
+    )
+
+
+# ----------------------------------------------------------------------------- geometry
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    return yy, xx
+
+
+def _ellipse(Y, X, cy, cx, ry, rx):
+    return ((Y - cy) / ry) ** 2 + ((X - cx) / rx) ** 2 <= 1.0
+
+
+def _capsule(Y, X, y0, x0, y1, x1, rad):
+    """Mask of a thick segment and the position t in [0, 1] along it (for sleeves, trousers)."""
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip(((Y - y0) * dy + (X - x0) * dx) / (dy * dy + dx * dx + 1e-9), 0, 1)
+    return (Y - y0 - t * dy) ** 2 + (X - x0 - t * dx) ** 2 <= rad * rad, t
+
+
+def _pattern(kind, freq, u, v, front):
+    if kind == 1:
+        return np.sin(2 * np.pi * freq * v) > 0.3
+    if kind == 2:
+        return np.sin(2 * np.pi * freq * u) > 0.3
+    if kind == 3:
+        return np.sin(2 * np.pi * freq * u) * np.sin(2 * np.pi * freq * v) > 0
+    if kind == 4 and front:   # a print on the front only
+        return (np.abs(u) < 0.055) & (np.abs(v - 0.3) < 0.06)
+    return np.zeros_like(u, dtype=bool)
+
+
+def draw_parts(ident: dict, pose: dict, h: int, w: int):
+    """Label map (h, w) of part codes, a pattern mask, and a body-roundness shading in [0, 1]."""
+    Y, X = _grid(h, w)
+    ph = pose["scale"] * ident["height"] * h * 0.92
+    cx, top = w / 2 + pose["dx"], (h - ph) / 2 + pose["dy"]
+    view = pose["view"]                       # 0 front, 1 back, 2 side
+    narrow = 0.62 if view == 2 else 1.0
+    sw, hw = ident["shoulder"] * ph * narrow, ident["hip"] * ph * narrow
+    yv = lambda f: top + f * ph                # noqa: E731  (fraction of height -> pixel row)
+    part = np.zeros((h, w), np.int8)
+
+    def paint(mask, code):
+        part[mask] = code
+
+    if ident["long_hair"]:
+        paint((Y > yv(0.05)) & (Y < yv(0.26)) & (np.abs(X - cx) < 0.07 * ph), HAIR)
+    stride, swing = pose["stride"] * ph, pose["swing"] * ph
+    for side in (-1, 1):                       # legs: trousers down to `legs`, then skin
+        hx = cx + side * hw * 0.28
+        m, t = _capsule(Y, X, yv(0.5), hx, yv(0.94), hx + side * stride * 0.5, 0.048 * ph)
+        paint(m & (t <= ident["legs"]), BOTTOM)
+        paint(m & (t > ident["legs"]), SKIN)
+        paint(_ellipse(Y, X, yv(0.955), hx + side * stride * 0.5 + (0.02 * ph if view == 2 else 0),
+                       0.025 * ph, 0.045 * ph), SHOES)
+    paint((Y > yv(0.46)) & (Y < yv(0.56)) & (np.abs(X - cx) < hw / 2), BOTTOM)
+    if ident["skirt"]:
+        f = np.clip((Y - yv(0.46)) / (0.26 * ph), 0, 1)
+        paint((Y > yv(0.46)) & (Y < yv(0.72)) & (np.abs(X - cx) < hw / 2 + f * 0.06 * ph), BOTTOM)
+    f = np.clip((Y - yv(0.15)) / (0.36 * ph), 0, 1)  # torso: a trapezoid shoulders -> hips
+    paint((Y > yv(0.15)) & (Y < yv(0.51)) & (np.abs(X - cx - pose["lean"] * f * ph)
+                                             < sw / 2 + f * (hw - sw) / 2), TOP)
+    for side in (-1, 1):                       # arms: sleeve down to `sleeve`, then skin
+        sx = cx + side * (sw / 2 - 0.02 * ph)
+        ex = sx + side * 0.02 * ph + (side if view != 2 else 1) * swing
+        m, t = _capsule(Y, X, yv(0.18), sx, yv(0.49), ex, 0.033 * ph)
+        paint(m & (t <= ident["sleeve"]), TOP)
+        paint(m & (t > ident["sleeve"]), SKIN)
+    paint((Y > yv(0.12)) & (Y < yv(0.16)) & (np.abs(X - cx) < 0.025 * ph), SKIN)   # neck
+    hy, hry, hrx = yv(0.075), 0.062 * ph, 0.05 * ph * ident["head"]
+    head = _ellipse(Y, X, hy, cx, hry, hrx)
+    paint(head, SKIN)
+    paint(head & ((Y < hy - 0.35 * hry) | (view == 1)), HAIR)
+    if ident["hat"]:
+        paint(_ellipse(Y, X, hy - 0.5 * hry, cx, 0.55 * hry, 1.1 * hrx) & (Y < hy - 0.2 * hry), HAT)
+    if ident["bag"] == 1:                      # backpack: full on the back, bulge on the side
+        if view == 1:
+            paint((np.abs(X - cx) < 0.32 * sw) & (Y > yv(0.19)) & (Y < yv(0.44)), BAG)
+        elif view == 2:
+            paint((X < cx - 0.4 * sw) & (X > cx - 0.4 * sw - 0.08 * ph) & (Y > yv(0.19))
+                  & (Y < yv(0.44)), BAG)
+        else:
+            for side in (-1, 1):
+                paint((np.abs(X - cx - side * 0.3 * sw) < 0.012 * ph) & (Y > yv(0.16))
+                      & (Y < yv(0.36)), BAG)
+    elif ident["bag"] == 2:                    # shoulder bag with a diagonal strap
+        m, _ = _capsule(Y, X, yv(0.16), cx - 0.4 * sw, yv(0.48), cx + 0.5 * sw, 0.01 * ph)
+        paint(m, BAG)
+        paint(_ellipse(Y, X, yv(0.5), cx + 0.55 * sw, 0.05 * ph, 0.06 * ph), BAG)
+    if pose["occ"] is not None:                # something in front: a pole, a car, a railing
+        oy0, oy1, ox0, ox1 = pose["occ"]
+        paint((Y >= oy0 * h) & (Y < oy1 * h) & (X >= ox0 * w) & (X < ox1 * w), OCC)
+
+    u, v = (X - cx) / ph, (Y - top) / ph
+    pat = np.zeros((h, w), bool)
+    for code in (TOP, BOTTOM, BAG, HAT):
+        if ident["ptype"][code]:
+            pat |= (part == code) & _pattern(ident["ptype"][code], ident["pfreq"][code], u, v,
+                                             view == 0)
+    shade = 1 - np.clip(((X - cx) / (0.6 * sw + 1e-6)) ** 2, 0, 1)
+    return part, pat, shade
+
+
+def random_pose(r: np.random.Generator, h: int, w: int) -> dict:
+    occ = None
+    if r.random() < 0.25:
+        if r.random() < 0.5:                   # from the bottom
+            occ = (r.uniform(0.6, 0.85), 1.0, 0.0, 1.0)
+        else:                                  # a vertical strip
+            x0 = r.uniform(0, 0.8)
+            occ = (0.0, 1.0, x0, x0 + r.uniform(0.12, 0.3))
+    return dict(scale=r.uniform(0.8, 1.02), dx=r.uniform(-0.1, 0.1) * w, dy=r.uniform(-0.05, 0.05) * h,
+                view=int(r.choice(3, p=[0.4, 0.4, 0.2])), stride=r.uniform(0, 0.16),
+                swing=r.uniform(-0.05, 0.05), lean=r.uniform(-0.03, 0.03), occ=occ,
+                flip=r.random() < 0.5)
+
+
+# ----------------------------------------------------------------------------- rendering
+@lru_cache(maxsize=64)
+def _scene(seed: int, cam: int, infrared: bool, h: int, w: int):
+    """A camera's fixed background (wall, floor, a few objects) and its colour/level gains."""
+    r = np.random.default_rng([seed, 1000 + cam, int(infrared)])
+    Y, X = _grid(h, w)
+    horizon = r.uniform(0.55, 0.8) * h
+    if infrared:   # ambient level, warm blobs (lamps, radiators, engines), column noise
+        amb = r.uniform(0.25, 0.45)
+        bg = np.where(Y < horizon, amb, amb - 0.08 + 0.05 * (Y - horizon) / h)
+        for _ in range(r.integers(1, 4)):
+            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(4, 16)
+            bg = bg + r.uniform(0.1, 0.4) * np.exp(-((Y - cy) ** 2 + (X - cx) ** 2) / (2 * s * s))
+        bg = bg + r.normal(0, 0.015, w)[None, :]
+        return bg.astype(np.float32), amb
+    wall, floor = r.uniform(0.2, 0.9, 3), r.uniform(0.15, 0.7, 3)
+    bg = np.where((Y < horizon)[..., None], wall, floor)
+    for _ in range(r.integers(2, 6)):
+        y0, x0 = r.uniform(0, h), r.uniform(-w / 4, w)
+        m = (Y > y0) & (Y < y0 + r.uniform(10, 60)) & (X > x0) & (X < x0 + r.uniform(5, 40))
+        bg[m] = r.uniform(0, 1, 3)
+    gain = np.array([1.0, 1.0, 1.0]) + r.uniform(-0.25, 0.25, 3)   # white balance / light colour
+    return bg.astype(np.float32), gain * r.uniform(0.75, 1.15)
+
+
+def _blur(img):
+    """3x3 box blur (IR optics are softer)."""
+    p = np.pad(img, 1, mode="edge")
+    return sum(p[i:i + img.shape[0], j:j + img.shape[1]] for i in range(3) for j in range(3)) / 9
+
+
+def render(ident: dict, pose: dict, cam: int, infrared: bool, r: np.random.Generator,
+           h: int, w: int, seed: int = 0) -> np.ndarray:
+    """One (h, w, 3) uint8 image of `ident` in `pose` as camera `cam` sees it."""
+    part, pat, shade = draw_parts(ident, pose, h, w)
+    bg, cam_param = _scene(seed, cam, infrared, h, w)
+    sh = r.integers(-3, 4, 2)
+    bg = np.roll(bg, tuple(sh), axis=(0, 1))
+    person = part > 0
+    if infrared:
+        amb = cam_param + r.uniform(-0.04, 0.04)
+        temp = amb + ident["insul"] * (ident["heat"] - amb)          # surface temperature
+        level = ident["emis"] * temp + (1 - ident["emis"]) * amb     # emitted + reflected
+        level[SKIN] = 0.97 * ident["heat"]
+        level[HAIR] = amb + 0.35 * (ident["heat"] - amb)
+        level[SHOES] = amb + 0.1 * (ident["heat"] - amb)
+        level[BAG] = amb + 0.05 + 0.2 * ident["insul"][BAG] * (ident["emis"][BAG] - 0.5)
+        level[OCC] = amb + r.uniform(-0.1, 0.25)
+        img = level[part] + pat * ident["pdelta"][part]
+        img = img * np.where(person & (part != OCC), 0.85 + 0.15 * shade, 1.0)
+        img = np.where(person, img, bg)
+        img = _blur(img) + r.normal(0, 0.03, (h, w))
+        lo, hi = np.percentile(img, [1, 99])                           # automatic gain control
+        img = 0.05 + 0.9 * (img - lo) / max(hi - lo, 1e-3)
+        img = np.repeat(img[..., None], 3, axis=2)
+    else:
+        colour = np.where(pat[..., None], ident["pcolour"][part], ident["colour"][part])
+        colour[part == OCC] = r.uniform(0.1, 0.8, 3)
+        light = cam_param * r.uniform(0.75, 1.2) * (1 + 0.25 * (0.5 - _grid(h, w)[0] / h))[..., None]
+        img = colour * np.where(person & (part != OCC), 0.7 + 0.3 * shade, 1.0)[..., None]
+        img = np.where(person[..., None], img, bg) * light
+        img = img + r.normal(0, 0.02, (h, w, 3))
+    if pose["flip"]:
+        img = img[:, ::-1]
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def render_image(seed: int, pid: int, cam: int, index: int, infrared: bool,
+                 size: tuple[int, int] = (128, 64)) -> np.ndarray:
+    """The image number `index` of person `pid` in camera `cam`, deterministic from the seed."""
+    h, w = size
+    r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
+    return render(make_identity(seed, pid), random_pose(r, h, w), cam, infrared, r, h, w, seed)
+
+
+# ----------------------------------------------------------------------------- layouts
+def _save(arr: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **({"quality": 92} if path.suffix == ".jpg" else {}))
+
+
+def _id_line(ids) -> str:
+    return ",".join(str(int(i)) for i in sorted(ids)) + "\n"
+
+
+def _split_counts(n: int, fractions) -> list[int]:
+    counts = [max(1, round(n * f)) for f in fractions[1:]]
+    return [n - sum(counts)] + counts
+
+
+def _write_sysu(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
+    from scipy.io import savemat
+
+    r = np.random.default_rng([seed, 1])
+    pids = r.permutation(np.arange(1, ids + 1))
+    n_train, n_val, n_test = _split_counts(ids, (296 / 491, 99 / 491, 96 / 491))
+    splits = np.split(pids, [n_train, n_train + n_val])
+    (root / "exp").mkdir(parents=True)
+    for name, part in zip(("train_id", "val_id", "test_id"), splits):
+        (root / "exp" / f"{name}.txt").write_text(_id_line(part))
+    perm = np.empty((6, 1), dtype=object)
+    for c in range(6):
+        cell = np.empty((ids, 1), dtype=object)
+        for i in range(ids):
+            cell[i, 0] = np.zeros((0, 0))
+        perm[c, 0] = cell
+    for pid in range(1, ids + 1):
+        rp = np.random.default_rng([seed, 2, pid])
+        cams = [c for c in range(1, 7) if rp.random() < 0.8]
+        if not set(cams) & set(SYSU_VIS_CAMS):
+            cams.append(int(rp.choice(SYSU_VIS_CAMS)))
+        if not set(cams) & set(SYSU_IR_CAMS):
+            cams.append(int(rp.choice(SYSU_IR_CAMS)))
+        for cam in sorted(cams):
+            n = max(1, per_cam + int(rp.integers(-1, 2)))
+            for k in range(n):
+                img = render_image(seed, pid, cam, k, cam in SYSU_IR_CAMS, size)
+                _save(img, root / f"cam{cam}" / f"{pid:04d}" / f"{k + 1:04d}.jpg")
+            perm[cam - 1, 0][pid - 1, 0] = np.stack(
+                [rp.permutation(n) + 1 for _ in range(RAND_PERM_TRIALS)]).astype(np.float64)
+    for cam in range(1, 7):
+        (root / f"cam{cam}").mkdir(exist_ok=True)
+    savemat(root / "exp" / "rand_perm_cam.mat", {"rand_perm_cam": perm})
+
+
+def regdb_split(ids: int, trial: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Trial `trial`'s (train, test) person ids: a seeded half/half split, as RegDB's 10 trials."""
+    p = np.random.default_rng([seed, 3, trial]).permutation(np.arange(1, ids + 1))
+    return np.sort(p[: ids // 2]), np.sort(p[ids // 2:])
+
+
+def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
+    names = {}
+    for pid in range(1, ids + 1):
+        rp = np.random.default_rng([seed, 4, pid])
+        stem = f"{rp.choice(['female', 'male'])}_{rp.choice(['front', 'back'])}"
+        seq = int(rp.integers(1000, 99999))
+        for folder, tag, cam in (("Visible", "v", 1), ("Thermal", "t", 2)):
+            names[pid, folder] = []
+            for k in range(per_cam):
+                rel = f"{folder}/{pid}/{stem}_{tag}_{seq:05d}_{k + 1}.bmp"
+                _save(render_image(seed, pid, cam, k, folder == "Thermal", size), root / rel)
+                names[pid, folder].append(rel)
+    (root / "idx").mkdir()
+    for t in range(1, 11):
+        for part, id_set in zip(("train", "test"), regdb_split(ids, t, seed)):
+            for folder, tag in (("Visible", "visible"), ("Thermal", "thermal")):
+                lines = [f"{rel} {label}" for label, pid in enumerate(id_set)
+                         for rel in names[pid, folder]]
+                (root / "idx" / f"{part}_{tag}_{t}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _write_llcm(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
+    r = np.random.default_rng([seed, 5])
+    pids = r.permutation(np.arange(1, ids + 1))
+    n_train = ids - max(1, round(ids * 351 / 1064))
+    train, test = set(pids[:n_train].tolist()), np.sort(pids[n_train:])
+    (root / "idx").mkdir(parents=True)
+    (root / "idx" / "test_id.txt").write_text(_id_line(test))
+    lines = {"vis": [], "nir": []}
+    label = {p: i for i, p in enumerate(sorted(train))}
+    for pid in range(1, ids + 1):
+        rp = np.random.default_rng([seed, 6, pid])
+        cams = sorted(rp.choice(LLCM_CAMS, int(rp.integers(2, 5)), replace=False).tolist())
+        if cams == [3]:
+            cams.append(4)
+        for cam in cams:
+            for mod in ("vis", "nir"):
+                if mod == "nir" and cam == 3:   # LLCM has no infrared camera 3
+                    continue
+                seq = int(rp.integers(100000, 999999))
+                for k in range(per_cam):
+                    name = f"{pid:04d}_c{cam:02d}_s{seq}_f{k * 40 + int(rp.integers(40)):04d}_{mod}.jpg"
+                    rel = (f"{mod}/{pid:04d}/{name}" if pid in train
+                           else f"test_{mod}/cam{cam}/{pid:04d}/{name}")
+                    _save(render_image(seed, pid, cam, k, mod == "nir", size), root / rel)
+                    if pid in train:
+                        lines[mod].append(f"{rel} {label[pid]}")
+    for mod in ("vis", "nir"):
+        (root / "idx" / f"train_{mod}.txt").write_text("\n".join(lines[mod]) + "\n")
+
+
+WRITERS = {"sysu": _write_sysu, "regdb": _write_regdb, "llcm": _write_llcm}
+
+
+def generate(layout: str, out: str | os.PathLike, ids: int | None = None, seed: int = 0,
+             size: tuple[int, int] = (128, 64), per_cam: int | None = None) -> Path:
+    """Write a synthetic dataset in `layout`'s real on-disk layout to `out` and return it.
+
+    `ids` defaults to a small count (DEFAULT_IDS); REAL_IDS gives the real datasets' sizes.
+    `per_cam` = images per identity, camera and modality.  The folder is built under a temporary
+    name next to `out` and renamed at the end, so an interrupted run leaves nothing half-written.
+    """
+    if layout not in WRITERS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    ids = DEFAULT_IDS[layout] if ids is None else int(ids)
+    minimum = {"sysu": 3, "regdb": 2, "llcm": 2}[layout]
+    if ids < minimum:
+        raise ValueError(f"ids={ids}: the {layout} layout needs at least {minimum} identities")
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        WRITERS[layout](tmp, ids, seed, tuple(size), per_cam or DEFAULT_PER_CAM[layout])
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def ensure_synthetic(layout: str, cache_dir: str | os.PathLike, ids: int | None = None,
+                     seed: int = 0, size: tuple[int, int] = (128, 64),
+                     per_cam: int | None = None) -> Path:
+    """Generate once into cache_dir/synthetic/<layout>-ids<N>-s<seed>-<H>x<W> and return the root."""
+    if layout not in WRITERS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    n = DEFAULT_IDS[layout] if ids is None else int(ids)
+    name = f"{layout}-ids{n}-s{seed}-{size[0]}x{size[1]}" + (f"-k{per_cam}" if per_cam else "")
+    root = Path(cache_dir).expanduser() / "synthetic" / name
+    if root.is_dir() and any(root.iterdir()):
+        return root
+    try:
+        return generate(layout, root, n, seed, size, per_cam)
+    except (FileExistsError, OSError):
+        if root.is_dir() and any(root.iterdir()):   # another process finished it first
+            return root
+        raise
+
+
+# ----------------------------------------------------------------------------- pixel baseline
+def _grey_features(paths) -> np.ndarray:
+    x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32).ravel() for p in paths])
+    x -= x.mean(1, keepdims=True)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+
+
+def _rank1(q, g, q_ids, g_ids, exclude=None) -> float:
+    d = -q @ g.T
+    if exclude is not None:
+        d[exclude] = np.inf
+    return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids))
+
+
+def pixel_matching_rank1(root: str | os.PathLike, dataset: str = "sysu") -> dict[str, float]:
+    """Rank-1 of nearest-neighbour matching on raw grey pixels over every image of `root`.
+
+    Features: each image in grey, flattened, zero-mean and unit-norm (so global brightness and
+    contrast do not count).  'ir->vis' = every IR image against every visible image (the
+    cross-modal task); 'vis->vis' / 'ir->ir' = each image against the other images of its own
+    modality (leave-one-out); '... other cams' excludes the query's own camera; 'chance' = the
+    expected rank-1 of a random guess for 'ir->vis'.
+    """
+    from .readers import read_test, read_train
+
+    train, _ = read_train(dataset, root)
+    test = read_test(dataset, root)
+    vis_g, ir_g = (test.gallery, test.query) if test.query.modality == "infrared" \
+        else (test.query, test.gallery)
+    vp = train.visible.paths + vis_g.paths
+    ip = train.infrared.paths + ir_g.paths
+    vid = np.concatenate([train.visible.pids, vis_g.pids])
+    iid = np.concatenate([train.infrared.pids, ir_g.pids])
+    vc = np.concatenate([train.visible.cams, vis_g.cams])
+    ic = np.concatenate([train.infrared.cams, ir_g.cams])
+    v, i = _grey_features(vp), _grey_features(ip)
+    out = {"ir->vis": _rank1(i, v, iid, vid), "vis->ir": _rank1(v, i, vid, iid)}
+    for name, f, ids, cams in (("vis->vis", v, vid, vc), ("ir->ir", i, iid, ic)):
+        same = np.eye(len(ids), dtype=bool)
+        out[name] = _rank1(f, f, ids, ids, same)
+        out[name + " other cams"] = _rank1(f, f, ids, ids, same | (cams[:, None] == cams[None]))
+    out["chance"] = float(np.mean([(vid == p).mean() for p in iid]))
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m djanet.data.synthetic",
+                                description="Write a synthetic VI-ReID dataset in a real layout.")
+    p.add_argument("--layout", required=True, choices=LAYOUTS)
+    p.add_argument("--out", required=True, help="new folder to write")
+    p.add_argument("--ids", type=int, default=None, help="identities (default: small; "
+                   f"real sizes: {REAL_IDS})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, nargs=2, default=(128, 64), metavar=("H", "W"))
+    p.add_argument("--per-cam", type=int, default=None, help="images per id, camera, modality")
+    p.add_argument("--pixel-baseline", action="store_true",
+                   help="print grey-pixel nearest-neighbour rank-1 within and across modalities")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    root = generate(a.layout, a.out, a.ids, a.seed, tuple(a.size), a.per_cam)
+    n = sum(1 for f in root.rglob("*") if f.suffix in (".jpg", ".bmp"))
+    print(f"wrote {n} images to {root} in {time.perf_counter() - t0:.1f} s")
+    if a.pixel_baseline:
+        for k, v in pixel_matching_rank1(root, a.layout).items():
+            print(f"{k:>20s}: {100 * v:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()

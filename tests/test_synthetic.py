@@ -1,0 +1,132 @@
+"""Synthetic datasets: layouts on disk, id splits, determinism, modality gap, bad input."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from djanet.data import synthetic as syn
+from djanet.data.readers import read_rand_perm
+
+
+def _ids(path):
+    return [int(t) for t in path.read_text().strip().split(",")]
+
+
+def test_sysu_layout_and_id_files(sysu_root):
+    exp = sysu_root / "exp"
+    train, val, test = (_ids(exp / f"{n}_id.txt") for n in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (8, 2, 2)
+    assert sorted(train + val + test) == list(range(1, 13))
+    assert (exp / "train_id.txt").read_text().count("\n") == 1       # one comma-separated line
+    for pid in range(1, 13):
+        cams = {c for c in range(1, 7) if (sysu_root / f"cam{c}" / f"{pid:04d}").is_dir()}
+        assert cams & {1, 2, 4, 5} and cams & {3, 6}                 # both modalities
+    files = sorted((sysu_root / "cam1").rglob("*.jpg"))
+    assert files and all(re.fullmatch(r"\d{4}", f.parent.name) and re.fullmatch(r"\d{4}\.jpg", f.name)
+                         for f in files)
+    img = np.asarray(Image.open(files[0]))
+    assert img.shape == (64, 32, 3) and img.dtype == np.uint8
+
+
+def test_sysu_rand_perm(sysu_root):
+    perm = read_rand_perm(sysu_root)
+    folders = [(c, int(d.name)) for c in range(1, 7) for d in (sysu_root / f"cam{c}").iterdir()]
+    assert sorted(perm) == sorted(folders)
+    for (cam, pid), m in perm.items():
+        n = len(list((sysu_root / f"cam{cam}" / f"{pid:04d}").iterdir()))
+        assert m.shape == (10, n) and m.dtype == np.int64
+        assert (np.sort(m, axis=1) == np.arange(1, n + 1)).all()    # each row a permutation
+    assert read_rand_perm(sysu_root / "nowhere") is None
+
+
+def test_regdb_layout_and_trials(regdb_root):
+    assert len(list((regdb_root / "Visible").rglob("*.bmp"))) == 8 * 3
+    assert len(list((regdb_root / "Thermal").rglob("*_t_*.bmp"))) == 8 * 3
+    splits = []
+    for t in range(1, 11):
+        train = (regdb_root / "idx" / f"train_visible_{t}.txt").read_text().split("\n")
+        test = (regdb_root / "idx" / f"test_thermal_{t}.txt").read_text().split("\n")
+        train_ids = {int(l.split("/")[1]) for l in train if l}
+        test_ids = {int(l.split("/")[1]) for l in test if l}
+        assert len(train_ids) == len(test_ids) == 4 and not train_ids & test_ids
+        assert {int(l.split()[1]) for l in train if l} == set(range(4))   # labels 0..n-1
+        splits.append(tuple(sorted(train_ids)))
+    assert len(set(splits)) > 1                                       # trials differ
+
+
+def test_llcm_layout(llcm_root):
+    test = _ids(llcm_root / "idx" / "test_id.txt")
+    assert len(test) == 3
+    names = [p.name for p in llcm_root.rglob("*.jpg")]
+    assert all(re.fullmatch(r"\d{4}_c0\d_s\d{6}_f\d{4}_(vis|nir)\.jpg", n) for n in names)
+    assert not list((llcm_root / "test_nir").glob("cam3/*/*"))      # no infrared camera 3
+    assert not any("_c03_" in n and n.endswith("_nir.jpg") for n in names)
+    lines = (llcm_root / "idx" / "train_nir.txt").read_text().split()
+    assert lines[0].startswith("nir/") and {int(x) for x in lines[1::2]} <= set(range(6))
+
+
+def test_deterministic_from_seed(tmp_path):
+    a = syn.generate("regdb", tmp_path / "a", ids=4, per_cam=2, size=(32, 16), seed=3)
+    b = syn.generate("regdb", tmp_path / "b", ids=4, per_cam=2, size=(32, 16), seed=3)
+    c = syn.generate("regdb", tmp_path / "c", ids=4, per_cam=2, size=(32, 16), seed=4)
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert fa == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
+    assert (a / "idx/train_visible_1.txt").read_bytes() != (c / "idx/train_visible_1.txt").read_bytes() \
+        or any((a / f).read_bytes() != (c / f).read_bytes() for f in fa if f.suffix == ".bmp")
+    x = syn.render_image(0, 5, 3, 1, True, (64, 32))
+    assert np.array_equal(x, syn.render_image(0, 5, 3, 1, True, (64, 32)))
+    assert not np.array_equal(x, syn.render_image(1, 5, 3, 1, True, (64, 32)))
+
+
+def test_infrared_is_not_grey_visible():
+    """Same person, same pose: the IR image is grey (equal channels) but not the visible luminance."""
+    corr = []
+    for pid in range(1, 21):
+        ident = syn.make_identity(0, pid)
+        pose = syn.random_pose(np.random.default_rng(pid), 128, 64)
+        pose["occ"] = None
+        vis = syn.render(ident, pose, 1, False, np.random.default_rng(0), 128, 64)
+        ir = syn.render(ident, pose, 3, True, np.random.default_rng(0), 128, 64)
+        assert (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()
+        part, _, _ = syn.draw_parts(ident, pose, 128, 64)
+        m = part[:, ::-1] if pose["flip"] else part
+        grey = vis.astype(float) @ [0.299, 0.587, 0.114]
+        corr.append(np.corrcoef(grey[m > 0], ir[..., 0][m > 0].astype(float))[0, 1])
+    assert abs(np.mean(corr)) < 0.3
+
+
+def test_pixel_matching_cross_modal_poor(tmp_path):
+    root = syn.generate("sysu", tmp_path / "sysu", ids=30, per_cam=3, size=(64, 32))
+    r = syn.pixel_matching_rank1(root)
+    assert r["ir->vis"] < 0.1 and r["ir->vis"] < 3 * r["chance"] + 0.02
+    assert r["vis->vis"] > 3 * r["ir->vis"] and r["ir->ir"] > 1.5 * r["ir->vis"]
+
+
+def test_ensure_synthetic_once(tmp_path):
+    root = syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1)
+    assert root == tmp_path / "synthetic" / "llcm-ids4-s0-32x16-k1"
+    stamp = (root / "idx" / "test_id.txt").stat().st_mtime_ns
+    assert syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1) == root
+    assert (root / "idx" / "test_id.txt").stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "synthetic").iterdir()] == [root.name]  # no temp dirs left
+
+
+def test_generate_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown layout 'market'"):
+        syn.generate("market", tmp_path / "x")
+    with pytest.raises(ValueError, match="at least 3"):
+        syn.generate("sysu", tmp_path / "x", ids=2)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    with pytest.raises(FileExistsError, match="full"):
+        syn.generate("regdb", tmp_path / "full")
+
+
+def test_cli(tmp_path, capsys):
+    syn.main(["--layout", "regdb", "--out", str(tmp_path / "r"), "--ids", "2", "--per-cam", "1",
+              "--size", "32", "16"])
+    assert "wrote 4 images" in capsys.readouterr().out

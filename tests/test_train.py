@@ -1,0 +1,190 @@
+"""The engine on the tiny preset: learning, exact resume, atomic checkpoints, failures, CLI, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from djanet import train as engine
+from djanet.checkpoint import atomic_torch_save, load_checkpoint
+from djanet.cli import main as cli_main
+from djanet.config import get_config
+from djanet.data import FourViewDataset, read_train
+from djanet.losses import DJANetLoss
+from djanet.model import DJANet
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("djanet-cache"))
+
+
+def tiny(cache_dir, out_dir, **kw):
+    return get_config("tiny", cache_dir=cache_dir, out_dir=str(out_dir), device="cpu", **kw)
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
+    cfg = tiny(cache_dir, tmp_path)
+    split, _ = read_train("sysu", engine.prepare_data(cfg))
+    ds = FourViewDataset(split, cfg.data.img_size)
+    labels = sorted(set(split.visible.labels.tolist()) & set(split.infrared.labels.tolist()))[:4]
+    pairs = [(int((split.visible.labels == c).nonzero()[0][0]), int((split.infrared.labels == c).nonzero()[0][0]))
+             for c in labels for _ in range(2)]
+    torch.manual_seed(0)
+    batch = torch.utils.data.default_collate([ds[p] for p in pairs])
+    engine.seed_everything(0)
+    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size)
+    opt = engine.make_optimizer(model, cfg.optim)
+    loss_fn = DJANetLoss(cfg.loss)
+    model.train()
+    totals = [engine.train_step(model, loss_fn, batch, opt, None, torch.device("cpu"))["loss_total"]
+              for _ in range(12)]
+    assert totals[-1] < 0.6 * totals[0], totals
+
+
+def test_lr_schedule_warmup_and_steps():
+    optim = get_config("paper").optim
+    assert engine.lr_factor(0, optim) == pytest.approx(0.1)
+    assert engine.lr_factor(5, optim) == pytest.approx(0.55)
+    assert engine.lr_factor(10, optim) == 1.0
+    assert engine.lr_factor(25, optim) == pytest.approx(0.1)
+    assert engine.lr_factor(149, optim) == pytest.approx(1e-5)
+
+
+def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
+    cfg = tiny(cache_dir, tmp_path)
+    history = engine.fit(cfg)
+    out = engine.run_dir(cfg)
+    assert list(history["epoch"]) == [1, 2]
+    assert {"loss_id", "loss_triplet", "loss_complementary", "loss_total", "acc", "lr", "val_r1"} <= set(history)
+    assert (out / "history.csv").is_file() and (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["preset"] == "tiny"
+    best = load_checkpoint(out / "checkpoints" / "best.pt")["best"]
+    assert best["selected_on"] == "val" and 0.0 <= best["val_r1"] <= 1.0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_resume_after_an_epoch_gives_identical_weights(cache_dir, tmp_path):
+    full = tiny(cache_dir, tmp_path, epochs=3, run_name="full")
+    engine.fit(full)
+    part = tiny(cache_dir, tmp_path, epochs=1, run_name="part")
+    engine.fit(part)
+    resumed = tiny(cache_dir, tmp_path, epochs=3, run_name="part")
+    engine.fit(resumed, resume=engine.run_dir(part) / "checkpoints" / "last.pt")
+    a = _weights(engine.run_dir(full) / "checkpoints" / "last.pt")
+    b = _weights(engine.run_dir(resumed) / "checkpoints" / "last.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_exactly(cache_dir, tmp_path, monkeypatch):
+    full = tiny(cache_dir, tmp_path, epochs=2, run_name="full")
+    engine.fit(full)
+    real_step, calls = engine.train_step, {"n": 0}
+
+    def interrupt_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # epoch 2, second step: one step of the epoch is done
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    cut = tiny(cache_dir, tmp_path, epochs=2, run_name="cut")
+    monkeypatch.setattr(engine, "train_step", interrupt_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(cut)
+    monkeypatch.setattr(engine, "train_step", real_step)
+    saved = load_checkpoint(engine.run_dir(cut) / "checkpoints" / "interrupted.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 1)
+    run = engine.fit_or_load(cut)
+    a, b = _weights(engine.run_dir(full) / "checkpoints" / "last.pt"), _weights(run.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_atomic_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"model": {"w": torch.ones(3)}, "config": {}}, path)
+
+    def broken_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"model": {"w": torch.zeros(3)}, "config": {}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
+    cfg = tiny(cache_dir, tmp_path, epochs=2)
+    real_call, calls = DJANetLoss.forward, {"n": 0}
+
+    def nan_on_third(self, out, labels):
+        losses = real_call(self, out, labels)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            losses["triplet"] = losses["triplet"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(DJANetLoss, "forward", nan_on_third)
+    with pytest.raises(engine.NonFiniteLossError, match=r"epoch 2, step 1: triplet=nan"):
+        engine.fit(cfg)
+    assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_resume_from_another_architecture_says_what_differs(cache_dir, tmp_path):
+    cfg = tiny(cache_dir, tmp_path, epochs=1)
+    engine.fit(cfg)
+    other = tiny(cache_dir, tmp_path, epochs=1, arch="resnet34", run_name="other")
+    with pytest.raises(ValueError, match="model.arch: checkpoint 'resnet18' vs requested 'resnet34'"):
+        engine.fit(other, resume=engine.run_dir(cfg) / "checkpoints" / "last.pt")
+
+
+def test_missing_data_root_is_named(tmp_path):
+    cfg = tiny(str(tmp_path), tmp_path, data_root=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        engine.prepare_data(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["sysu", "regdb", "llcm"])
+def test_cli_train_then_test_end_to_end(dataset, cache_dir, tmp_path, capsys):
+    args = ["--dataset", dataset, "--preset", "tiny", "--out-dir", str(tmp_path), "--cache-dir", cache_dir,
+            "--gpu", "cpu", "--run-name", "cli"]
+    assert cli_main(["train", *args]) == 0
+    ckpt = tmp_path / "cli" / "checkpoints" / "last.pt"
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    expected = {"sysu": {"i2v/pool", "i2v/bn"}, "regdb": {"v2t/pool", "v2t/bn", "t2v/pool", "t2v/bn"},
+                "llcm": {"i2v/pool", "i2v/bn", "v2i/pool", "v2i/bn"}}[dataset]
+    assert set(metrics["results"]) == expected
+    assert cli_main(["test", *args, "--resume", str(ckpt)]) == 0
+    printed = capsys.readouterr().out
+    assert "checkpoints:" in printed and "mAP" in printed
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_path):
+    common = ["--preset", "tiny", "--cache-dir", cache_dir, "--gpu", "cpu", "--out-dir", str(tmp_path),
+              "--epochs", "3", "--max-steps", "2", "--no-eval", "--seed", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                    "29533", "-m", "djanet", "train", *common, "--run-name", "ddp", "--batch-size", "4"],
+                   check=True, env=env, timeout=600)
+    assert cli_main(["train", *common, "--run-name", "single", "--batch-size", "8"]) == 0
+    ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    single = json.loads((tmp_path / "single" / "history.json").read_text())
+    assert len(ddp) == len(single) == 3
+    for a, b in zip(ddp, single):
+        assert a["loss_id"] == pytest.approx(b["loss_id"], rel=0.15)
+    # Both learn: the ID loss falls over the run in each.
+    assert ddp[-1]["loss_id"] < ddp[0]["loss_id"] and single[-1]["loss_id"] < single[0]["loss_id"]
