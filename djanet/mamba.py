@@ -115,9 +115,14 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                    D: Tensor | None = None, z: Tensor | None = None,
                    delta_bias: Tensor | None = None, delta_softplus: bool = False,
                    chunk: int = DEFAULT_CHUNK, backend: str = "auto") -> Tensor:
-    """Dispatch: mamba_ssm's fused kernel on CUDA when available ('auto'), else the chunked scan.
+    """Dispatch the scan. backend: 'auto' | 'fused' | 'chunked' | 'ref'.
 
-    backend: 'auto' | 'fused' | 'chunked' | 'ref'.
+    'auto' picks, by device, what is fastest there:
+    * CUDA with mamba_ssm installed: its fused kernel;
+    * CUDA without it: the chunked scan (L/T kernel launches instead of L);
+    * CPU: the step-by-step recurrence. Measured on the 2-core CPU (benchmarks/bench_model.py),
+      the chunked form is 5-10x *slower* there: its (T x T x n) temporaries cost more memory
+      traffic than the loop's per-step overhead, and CPU ops have no launch latency to amortise.
     """
     if backend not in ("auto", "fused", "chunked", "ref"):
         raise ValueError(f"backend={backend!r}; expected 'auto', 'fused', 'chunked' or 'ref'")
@@ -131,6 +136,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         with torch.autocast(device_type="cuda", enabled=False):
             return _fused_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
                                delta_softplus=delta_softplus).to(u.dtype)
+    if backend == "auto":
+        backend = "chunked" if u.is_cuda else "ref"
     fn = selective_scan_ref if backend == "ref" else selective_scan_chunked
     kwargs = {} if backend == "ref" else {"chunk": chunk}
     with torch.autocast(device_type=u.device.type, enabled=False):

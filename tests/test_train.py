@@ -33,7 +33,7 @@ def _weights(path):
 
 
 def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
-    cfg = tiny(cache_dir, tmp_path)
+    cfg = tiny(cache_dir, tmp_path, lr=0.001, head_lr=0.01)  # the warm-up learning rates
     split, _ = read_train("sysu", engine.prepare_data(cfg))
     ds = FourViewDataset(split, cfg.data.img_size)
     labels = sorted(set(split.visible.labels.tolist()) & set(split.infrared.labels.tolist()))[:4]
@@ -48,7 +48,7 @@ def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
     model.train()
     totals = [engine.train_step(model, loss_fn, batch, opt, None, torch.device("cpu"))["loss_total"]
               for _ in range(12)]
-    assert totals[-1] < 0.6 * totals[0], totals
+    assert totals[-1] < 0.2 * totals[0], totals
 
 
 def test_lr_schedule_warmup_and_steps():
