@@ -40,7 +40,10 @@ notebooks: install-book
 	done
 
 html: install-book
-	$(PYTHON) -m jupyter_book build . -W -n --keep-going
+	@# jupyter-book 1.x has no `python -m jupyter_book`; call its CLI through this interpreter.
+	$(PYTHON) -c 'import sys; from jupyter_book.cli.main import main; sys.exit(main(prog_name="jupyter-book"))' \
+	  build . -W -n --keep-going
+	$(PYTHON) book/_ext/check_html.py _build/html
 
 book: notebooks html
 

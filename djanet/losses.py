@@ -19,7 +19,7 @@ def id_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def pairwise_euclidean(x: Tensor) -> Tensor:
-    """d_ij = sqrt(max(|x_i|^2 + |x_j|^2 - 2 x_i.x_j, 1e-12)) (floor keeps the sqrt differentiable)."""
+    """``d_ij = sqrt(max(|x_i|^2 + |x_j|^2 - 2 x_i.x_j, 1e-12))`` (floor keeps the sqrt differentiable)."""
     sq = (x * x).sum(1)
     return (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
 
@@ -55,7 +55,7 @@ def complementary_loss(feat_map: Tensor) -> Tensor:
     The batch is split into its visible half V and infrared half I (pair k: V_k with I_k, the same
     identity); m = channel-mean map of each sample. Without gradient:
     cos_k = cosine(m_Vk, m_Ik), H = entropy of a 256-bin histogram of the min-max normalised map,
-    w_k = sigmoid((H(m_Vk) - H(m_Ik)) / (cos_k^2 + 1e-3)). With gradient, on the continuous maps:
+    w_k = sigmoid((H(m_Vk) - H(m_Ik)) / (cos_k^2 + 1e-3)). With gradient, on the continuous maps::
 
         loss = mean_k [ w_k * s(m_Vk) + (1 - w_k) * s(m_Ik) ],
         s(m) = mean over positions of smoothL1(m, 0) = 0.5 m^2 if |m| < 1 else |m| - 0.5

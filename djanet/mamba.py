@@ -118,6 +118,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     """Dispatch the scan. backend: 'auto' | 'fused' | 'chunked' | 'ref'.
 
     'auto' picks, by device, what is fastest there:
+
     * CUDA with mamba_ssm installed: its fused kernel;
     * CUDA without it: the chunked scan (L/T kernel launches instead of L);
     * CPU: the step-by-step recurrence. Measured on the 2-core CPU (benchmarks/bench_model.py),

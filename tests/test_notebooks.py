@@ -69,7 +69,7 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
     data = out / "data" / "sysu"
     for f in ("summary.json", "train_stats.csv", "protocols.csv", "pixel_gap.csv", "translated.json"):
         assert (data / f).is_file(), f"missing {data / f}"
-    assert (out / "translated" / "sysu-tiny" / "translation.json").is_file()
+    _one("translated/sysu-tiny-*steps/translation.json", out)
     run = _one("runs/*/notebook_03.json", out).parent
     for f in ("config.json", "history.csv", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.json",
               "features_i2v.npz", "results_table.csv", "per_camera.csv", "indoor/metrics.json"):
@@ -89,3 +89,55 @@ def test_training_notebook_on_other_layouts(tmp_path, dataset):
     run = _one("runs/*/notebook_03.json", out).parent
     assert dataset in run.name
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "history.csv").is_file()
+
+
+def _check_html():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_html", ROOT / "book" / "_ext" / "check_html.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.check_html
+
+
+def test_html_check_finds_broken_links_anchors_and_images(tmp_path):
+    (tmp_path / "img.png").write_bytes(b"\x89PNG")
+    (tmp_path / "page.html").write_text('<h1 id="top">x</h1>')
+    (tmp_path / "index.html").write_text(
+        '<a href="page.html#top">ok</a><a href="page.html#gone">bad anchor</a>'
+        '<a href="missing.html">bad link</a><a href="https://example.org/x">external</a>'
+        '<img src="img.png"><img src="nope.png"><a href="#here" id="here">self</a>')
+    problems = _check_html()(tmp_path)
+    assert len(problems) == 3, problems
+    assert any("gone" in p for p in problems) and any("missing.html" in p for p in problems)
+    assert any("nope.png" in p for p in problems)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_book_builds_without_warnings_and_links_resolve(book_run, tmp_path):
+    """The HTML book from the executed notebooks: zero Sphinx warnings, every link and figure present."""
+    import shutil
+    import subprocess
+    import sys
+
+    _, executed = book_run
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("executed", "__pycache__"))
+    (src / "djanet").symlink_to(ROOT / "djanet")  # autodoc documents this checkout
+    (src / "book" / "executed").mkdir()
+    for name, path in executed.items():
+        shutil.copy(path, src / "book" / "executed" / f"{name}.ipynb")
+    cli = "import sys; from jupyter_book.cli.main import main; sys.exit(main(prog_name='jupyter-book'))"
+    proc = subprocess.run([sys.executable, "-c", cli, "build", str(src), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, timeout=540)
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert proc.returncode == 0 and not warnings, "\n".join(warnings) or log[-3000:]
+    problems = _check_html()(src / "_build" / "html")
+    assert not problems, "\n".join(problems)
+    images = list((src / "_build" / "html" / "_images").iterdir())
+    assert any(p.suffix == ".png" for p in images) and any(p.name == "djanet_overview.svg" for p in images)

@@ -174,8 +174,9 @@ def test_cli_train_then_test_end_to_end(dataset, cache_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_path):
+    """torchrun, gloo, 2 ranks x 4 identities vs 1 process x 8 identities: the same global batch."""
     common = ["--preset", "tiny", "--cache-dir", cache_dir, "--gpu", "cpu", "--out-dir", str(tmp_path),
-              "--epochs", "3", "--max-steps", "2", "--no-eval", "--seed", "1"]
+              "--epochs", "4", "--max-steps", "3", "--no-eval", "--seed", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                     "29533", "-m", "djanet", "train", *common, "--run-name", "ddp", "--batch-size", "4"],
@@ -183,8 +184,10 @@ def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_pa
     assert cli_main(["train", *common, "--run-name", "single", "--batch-size", "8"]) == 0
     ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
     single = json.loads((tmp_path / "single" / "history.json").read_text())
-    assert len(ddp) == len(single) == 3
+    assert len(ddp) == len(single) == 4
     for a, b in zip(ddp, single):
-        assert a["loss_id"] == pytest.approx(b["loss_id"], rel=0.15)
-    # Both learn: the ID loss falls over the run in each.
-    assert ddp[-1]["loss_id"] < ddp[0]["loss_id"] and single[-1]["loss_id"] < single[0]["loss_id"]
+        assert a["loss_total"] == pytest.approx(b["loss_total"], rel=0.15)
+        assert a["loss_id"] == pytest.approx(b["loss_id"], rel=0.05)
+    # Both learn: the triplet loss falls by more than 5% over the four epochs in each run.
+    for h in (ddp, single):
+        assert h[-1]["loss_triplet"] < 0.95 * h[0]["loss_triplet"], [r["loss_triplet"] for r in h]

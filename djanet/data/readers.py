@@ -88,7 +88,7 @@ def _require(path: Path, what: str) -> Path:
 
 
 def read_id_file(path: Path) -> list[int]:
-    """One comma-separated line of person ids (SYSU exp/*_id.txt, LLCM idx/test_id.txt)."""
+    """One comma-separated line of person ids (SYSU ``exp/*_id.txt``, LLCM ``idx/test_id.txt``)."""
     text = _require(path, "id file").read_text().replace("\n", ",")
     try:
         return [int(t) for t in text.split(",") if t.strip()]
