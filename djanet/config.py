@@ -95,12 +95,14 @@ SECTIONS = ("data", "model", "loss", "optim")
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting: ResNet-50 at 384x192, P=24 identities x K=4, 150 epochs, AMP.
     "paper": {},
-    # Trains in minutes on a 2-core laptop CPU on the synthetic data.
+    # Trains in a few minutes on a 2-core laptop CPU on the synthetic data. Without ImageNet
+    # weights the network learns from scratch, where Adam is steadier than the paper's SGD
+    # (measured: SGD's ID loss rose in epoch 2 and recovered later; Adam's fell steadily).
     "cpu-demo": {
-        "data.img_size": (128, 64), "data.ids_per_batch": 8, "data.num_pos": 4, "data.workers": 2,
+        "data.img_size": (64, 32), "data.ids_per_batch": 8, "data.num_pos": 2, "data.workers": 0,
         "model.arch": "resnet18", "model.align_dim": 64, "model.attn_heads": 8, "model.d_state": 16,
-        "optim.epochs": 12, "optim.warmup_epochs": 2, "optim.milestones": (8,),
-        "optim.lr": 0.01, "optim.head_lr": 0.1, "eval_trials": 10,
+        "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-3,
+        "optim.epochs": 12, "optim.warmup_epochs": 1, "optim.milestones": (9,), "eval_trials": 10,
     },
     # Seconds; for tests and smoke runs.
     "tiny": {
