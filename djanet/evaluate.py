@@ -115,6 +115,21 @@ def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -
     os.replace(tmp, path)
 
 
+def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
+    """The same protocols on raw grey pixels (no learning): the floor a model must beat."""
+    from .data.synthetic import grey_pixel_features
+    root = prepare_data(cfg)
+    results = {}
+    for direction in DIRECTIONS[cfg.data.dataset]:
+        split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial, direction=direction)
+        trials = 1 if cfg.data.dataset == "regdb" else cfg.eval_trials
+        results[f"{direction}/pixels"] = evaluate_split(
+            split, grey_pixel_features(split.query.paths, cfg.data.img_size),
+            grey_pixel_features(split.gallery.paths, cfg.data.img_size),
+            trials=trials, feature_name="pixels")
+    return results
+
+
 def regdb_all_trials(cfg: TrainConfig, trials=range(1, 11)) -> dict[str, ProtocolResult]:
     """RegDB's protocol: one model per trial (train split t, test split t), then mean and std."""
     from .config import override

@@ -430,8 +430,13 @@ def ensure_synthetic(layout: str, cache_dir: str | os.PathLike, ids: int | None 
 
 
 # ----------------------------------------------------------------------------- pixel baseline
-def _grey_features(paths) -> np.ndarray:
-    x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32).ravel() for p in paths])
+def grey_pixel_features(paths, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Each image in grey (resized to `size` (H, W) if given), flattened, zero-mean and unit-norm:
+    the features of the no-learning baseline."""
+    def grey(p):
+        img = Image.open(p).convert("L")
+        return img.resize((size[1], size[0]), Image.BILINEAR) if size else img
+    x = np.stack([np.asarray(grey(p), np.float32).ravel() for p in paths])
     x -= x.mean(1, keepdims=True)
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
 
@@ -464,7 +469,7 @@ def pixel_matching_rank1(root: str | os.PathLike, dataset: str = "sysu") -> dict
     iid = np.concatenate([train.infrared.pids, ir_g.pids])
     vc = np.concatenate([train.visible.cams, vis_g.cams])
     ic = np.concatenate([train.infrared.cams, ir_g.cams])
-    v, i = _grey_features(vp), _grey_features(ip)
+    v, i = grey_pixel_features(vp), grey_pixel_features(ip)
     out = {"ir->vis": _rank1(i, v, iid, vid), "vis->ir": _rank1(v, i, vid, iid)}
     for name, f, ids, cams in (("vis->vis", v, vid, vc), ("ir->ir", i, iid, ic)):
         same = np.eye(len(ids), dtype=bool)
