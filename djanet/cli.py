@@ -27,7 +27,7 @@ FLAG_TO_KEY = {
     "num_pos": "data.num_pos", "img_h": None, "img_w": None, "arch": "model.arch", "lr": "optim.lr",
     "optim": "optim.optimizer", "epochs": "optim.epochs", "margin": "loss.margin", "seed": "seed",
     "out_dir": "out_dir", "run_name": "run_name", "select_on": "select_on", "max_steps": "max_steps_per_epoch",
-    "cache_dir": "data.cache_dir", "trials": "eval_trials",
+    "cache_dir": "data.cache_dir", "trials": "eval_trials", "pretrained": "model.pretrained",
 }
 
 
@@ -37,6 +37,14 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "n"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _pretrained(text: str) -> bool | str:
+    """--pretrained true|false|PATH (a torchvision ResNet state dict)."""
+    low = text.lower()
+    if low in ("1", "true", "yes", "y", "0", "false", "no", "n"):
+        return _bool(low)
+    return text
 
 
 def _device(gpu: str | None) -> str:
@@ -69,6 +77,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img_h", type=int, default=None)
     p.add_argument("--img_w", type=int, default=None)
     p.add_argument("--arch", default=None, choices=["resnet18", "resnet34", "resnet50"])
+    p.add_argument("--pretrained", type=_pretrained, default=None,
+                   help="ImageNet weights: true (torchvision; the paper preset's default), false, or a path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cap iterations per epoch (smoke runs)")
     train.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
     train.add_argument("--quiet", action="store_true")
+    train.add_argument("--use-cache", dest="use_cache", action="store_true",
+                       help="read training images from a memory-mapped array cache (built once)")
 
     test = sub.add_parser("test", help="evaluate a checkpoint on the test protocol")
     _common(test)
@@ -122,6 +134,8 @@ def config_from_args(args: argparse.Namespace):
     overrides["device"] = _device(getattr(args, "gpu", None))
     if getattr(args, "quiet", False):
         overrides["quiet"] = True
+    if getattr(args, "use_cache", False):
+        overrides["data.use_cache"] = True
     cfg = get_config(args.preset, **overrides)
     if getattr(args, "img_h", None) or getattr(args, "img_w", None):
         h, w = cfg.data.img_size

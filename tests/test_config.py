@@ -14,7 +14,7 @@ def test_presets_resolve_and_round_trip_through_json(name):
 
 def test_paper_preset_matches_the_method_notes():
     cfg = get_config("paper")
-    assert cfg.model.arch == "resnet50" and cfg.data.img_size == (384, 192)
+    assert cfg.model.arch == "resnet50" and cfg.data.img_size == (384, 192) and cfg.model.pretrained is True
     assert (cfg.data.ids_per_batch, cfg.data.num_pos) == (24, 4)
     assert (cfg.optim.lr, cfg.optim.head_lr, cfg.optim.epochs) == (0.01, 0.1, 150)
     assert cfg.optim.milestones == (25, 50, 75, 100, 125) and cfg.loss.margin == 0.7

@@ -43,7 +43,7 @@ def test_preset_shapes(preset):
 
 @pytest.mark.slow
 def test_paper_preset_shapes_and_counts():
-    cfg = get_config("paper")
+    cfg = get_config("paper", pretrained=False)  # no weights can be downloaded in tests
     torch.manual_seed(0)
     model = DJANet.from_config(cfg.model, num_classes=395, img_size=cfg.data.img_size)
     assert [lvl.heads for lvl in model.align.levels.values()] == [32] * 4

@@ -191,3 +191,10 @@ def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_pa
     # Both learn: the triplet loss falls by more than 5% over the four epochs in each run.
     for h in (ddp, single):
         assert h[-1]["loss_triplet"] < 0.95 * h[0]["loss_triplet"], [r["loss_triplet"] for r in h]
+
+
+def test_training_from_the_memory_mapped_cache(cache_dir, tmp_path):
+    cfg = tiny(cache_dir, tmp_path, epochs=1, use_cache=True, run_name="cached")
+    history = engine.fit(cfg)
+    assert len(history) == 1 and history["loss_total"].notna().all()
+    assert list(Path(cache_dir).glob("arrays/*/visible.npy")), "the array cache was not built"
