@@ -111,7 +111,9 @@ class AlignLevel(nn.Module):
         deep = deep + self.attn(deep, shallow, shallow, need_weights=False)[0]
         t = deep.transpose(1, 2)                                           # (B, N, dim)
         t = t + self.mixer(t) if self.residual else self.mixer(t)
-        return self.out(t.transpose(1, 2).reshape(b, self.dim, *x.shape[-2:]))
+        # contiguous: a channels-last view here gives the conv weight channels-last gradients,
+        # which DistributedDataParallel's gradient buckets then have to copy (and warn about)
+        return self.out(t.transpose(1, 2).reshape(b, self.dim, *x.shape[-2:]).contiguous())
 
 
 class JointAlign(nn.Module):

@@ -60,6 +60,25 @@ def eval_llcm(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 20):
                     max_rank=max_rank)
 
 
+def kept_mask(removal: str, q_pids, g_pids, q_camids=None, g_camids=None) -> np.ndarray:
+    """(n_query, n_gallery) bool: the gallery entries each query keeps under a removal rule.
+
+    'sysu': a camera-3 query drops every camera-2 entry; 'llcm': drop the query's identity seen by
+    the query's camera; 'none': keep all.  For figures (rank lists); the metrics apply the same
+    rules internally without building this matrix.
+    """
+    if removal not in REMOVAL_RULES:
+        raise ValueError(f"unknown removal rule {removal!r}; expected one of {REMOVAL_RULES}")
+    q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+    keep = np.ones((len(q_pids), len(g_pids)), dtype=bool)
+    if removal == "sysu":
+        keep &= ~((np.asarray(q_camids)[:, None] == 3) & (np.asarray(g_camids)[None, :] == 2))
+    elif removal == "llcm":
+        keep &= ~((q_pids[:, None] == g_pids[None, :])
+                  & (np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]))
+    return keep
+
+
 def evaluate(distmat, q_pids, g_pids, q_camids=None, g_camids=None, removal: str = "none",
              dedup: bool = False, max_rank: int = 20):
     """CMC, mAP and mINP with a named removal rule ('none' | 'sysu' | 'llcm').

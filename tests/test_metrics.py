@@ -155,3 +155,16 @@ def test_named_evaluators_match_reference():
     _assert_same(eval_sysu(d, qp, gp, qc, gc), metrics.reference_eval_sysu(d, qp, gp, qc, gc))
     _assert_same(eval_llcm(d, qp, gp, qc, gc), metrics.reference_eval_llcm(d, qp, gp, qc, gc))
     _assert_same(eval_regdb(d, qp, gp), metrics.reference_eval_regdb(d, qp, gp))
+
+
+def test_kept_mask_applies_the_removal_rules():
+    from djanet.metrics import kept_mask
+    q_pids, g_pids = np.array([1, 2]), np.array([1, 1, 2])
+    q_cams, g_cams = np.array([3, 6]), np.array([2, 6, 6])
+    assert kept_mask("none", q_pids, g_pids).all()
+    np.testing.assert_array_equal(kept_mask("sysu", q_pids, g_pids, q_cams, g_cams),
+                                  [[False, True, True], [True, True, True]])
+    np.testing.assert_array_equal(kept_mask("llcm", q_pids, g_pids, q_cams, g_cams),
+                                  [[True, True, True], [True, True, False]])
+    with pytest.raises(ValueError, match="unknown removal rule 'market'"):
+        kept_mask("market", q_pids, g_pids)

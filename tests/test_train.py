@@ -198,3 +198,13 @@ def test_training_from_the_memory_mapped_cache(cache_dir, tmp_path):
     history = engine.fit(cfg)
     assert len(history) == 1 and history["loss_total"].notna().all()
     assert list(Path(cache_dir).glob("arrays/*/visible.npy")), "the array cache was not built"
+
+
+@pytest.mark.slow
+def test_regdb_trials_train_one_model_per_trial_and_combine(cache_dir, tmp_path):
+    from djanet.evaluate import regdb_all_trials
+    cfg = tiny(cache_dir, tmp_path, dataset="regdb", epochs=1)
+    results = regdb_all_trials(cfg, trials=(1, 2))
+    assert set(results) == {"v2t/pool", "v2t/bn", "t2v/pool", "t2v/bn"}
+    assert len(results["v2t/bn"].rows) == 2            # one row per trial, mean and std over them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["regdb-tiny-djanet-trial1", "regdb-tiny-djanet-trial2"]
