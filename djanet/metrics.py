@@ -110,9 +110,13 @@ def evaluate(distmat, q_pids, g_pids, q_camids=None, g_camids=None, removal: str
     # compare in the input's precision: exact, and float32 halves the memory traffic
     dtype = distmat.dtype if distmat.dtype in (np.float32, np.float64) else np.float64
     block = max(1, _BLOCK_ELEMENTS // n_g)
+    # Buffers allocated once: fresh blocks of this size would each cost page faults.
+    d_buf = np.empty((min(block, n_q), n_g), dtype)
+    bool_bufs = (np.empty(d_buf.shape, bool), np.empty(d_buf.shape, bool))
     for s in range(0, n_q, block):
         e = min(n_q, s + block)
-        d = np.array(distmat[s:e], dtype=dtype)     # a copy we may overwrite
+        d = d_buf[: e - s]
+        np.copyto(d, distmat[s:e], casting="unsafe")  # a copy we may overwrite
         if not np.isfinite(d).all():
             i, j = np.argwhere(~np.isfinite(d))[0]
             raise ValueError(f"distmat has a non-finite value {d[i, j]} at query {s + i}, "
@@ -140,7 +144,7 @@ def evaluate(distmat, q_pids, g_pids, q_camids=None, g_camids=None, removal: str
         order = np.argsort(vals, axis=1, kind="stable")
         vals = np.take_along_axis(vals, order, axis=1)
         cand = np.take_along_axis(cand, order, axis=1)
-        ranks, before0 = _match_ranks(d, vals, cand, counts, col, want_before=dedup)
+        ranks, before0 = _match_ranks(d, vals, cand, counts, col, want_before=dedup, bufs=bool_bufs)
         rv, cv, kv = ranks[valid], counts[valid], np.arange(1, K + 1)[None, :]
         used = kv <= cv[:, None]
         ap = np.where(used, kv / np.where(used, rv, 1.0), 0.0).sum(axis=1) / cv
@@ -208,7 +212,7 @@ def _count(mask):
     return mask.view(np.uint8).sum(axis=1, dtype=acc).astype(np.int64)
 
 
-def _match_ranks(d, vals, cand, counts, col, want_before=False):
+def _match_ranks(d, vals, cand, counts, col, want_before=False, bufs=None):
     """Ranks (1-based, in the kept list) of the true matches of a block of queries.
 
     `vals`/`cand` (n, K): each query's match distances and columns sorted by (distance,
@@ -230,7 +234,7 @@ def _match_ranks(d, vals, cand, counts, col, want_before=False):
         if want_before:
             before0 = rank_of[has] < ranks[has, :1]
         return ranks, before0
-    lt_buf, le_buf = np.empty(d.shape, bool), np.empty(d.shape, bool)
+    lt_buf, le_buf = bufs if bufs is not None else (np.empty(d.shape, bool), np.empty(d.shape, bool))
     for m in range(int(counts.max())):
         r = np.flatnonzero(counts > m)
         t, j = vals[r, m, None], cand[r, m, None]
