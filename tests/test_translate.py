@@ -288,3 +288,17 @@ def test_copy_of_other_layouts_keeps_formats(layout, per_cam, tiny_ckpt, tmp_pat
     for p in ir:
         rel = str(Path(p).resolve().relative_to(root.resolve()))
         assert _image_info(dst[rel]) == _image_info(src[rel])  # same size, same format (BMP for RegDB)
+
+
+def test_cli_translate_trains_then_writes_a_copy_the_readers_accept(sysu_root, tmp_path, capsys):
+    from djanet.cli import main
+    from djanet.data import read_train
+
+    out = tmp_path / "sysu-translated"
+    assert main(["translate", "--dataset", "sysu", "--data-root", str(sysu_root), "--out", str(out),
+                 "--preset", "tiny", "--gpu", "cpu"]) == 0
+    assert f"translated copy written to {out}" in capsys.readouterr().out
+    assert T.read_manifest(out)["complete"] is True
+    original, _ = read_train("sysu", sysu_root)
+    translated, _ = read_train("sysu", out)
+    assert len(translated.infrared) == len(original.infrared)
