@@ -155,10 +155,15 @@ def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimi
     return stats
 
 
+def _selection_prefix(cfg: TrainConfig) -> str:
+    """History columns say which split chose the model: `val_*`, or `test_peek_*` when peeking."""
+    return "val" if cfg.select_on == "val" else "test_peek"
+
+
 def _validate(model: DJANet, split, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     results = evaluate_split_features(model, split, cfg, device, trials=1)
-    bn = results["bn"].mean
-    return {"val_r1": bn["r1"], "val_mAP": bn["mAP"], "val_mINP": bn["mINP"]}
+    bn, p = results["bn"].mean, _selection_prefix(cfg)
+    return {f"{p}_r1": bn["r1"], f"{p}_mAP": bn["mAP"], f"{p}_mINP": bn["mINP"]}
 
 
 def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, step, history, best) -> dict:
@@ -199,7 +204,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.optim))
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
 
-    start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "val_r1": -1.0}
+    start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "r1": -1.0}
     resume_rng = None
     if resume is not None:
         ckpt = load_checkpoint(resume)
@@ -268,9 +273,11 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
             step = 0
             history.append(row)
             if world.is_main:
-                improved = "val_r1" in row and row["val_r1"] > best["val_r1"]
+                score = row.get(f"{_selection_prefix(cfg)}_r1")
+                improved = score is not None and score > best["r1"]
                 if improved:
-                    best = {"epoch": epoch + 1, "val_r1": row["val_r1"], "selected_on": cfg.select_on}
+                    best = {"epoch": epoch + 1, "r1": score,
+                            "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
                                    epoch + 1, 0, history, best)
                 atomic_torch_save(ckpt, ckpt_dir / "last.pt")
@@ -330,9 +337,10 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     out = run_dir(cfg)
     last = out / "checkpoints" / "last.pt"
     if not is_complete(cfg):
-        interrupted = out / "checkpoints" / "interrupted.pt"
-        resume = interrupted if interrupted.is_file() else (last if last.is_file() else None)
-        fit(cfg, resume=resume)
+        # continue from whichever of last.pt / interrupted.pt got further
+        candidates = [p for p in (last, out / "checkpoints" / "interrupted.pt") if p.is_file()]
+        position = {p: (lambda c: (c["epoch"], c["step"]))(load_checkpoint(p)) for p in candidates}
+        fit(cfg, resume=max(candidates, key=position.get) if candidates else None)
     ckpt = load_checkpoint(last)
     best = out / "checkpoints" / "best.pt"
     return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,

@@ -69,8 +69,17 @@ def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
     assert (out / "history.csv").is_file() and (out / "config.json").is_file()
     assert json.loads((out / "config.json").read_text())["preset"] == "tiny"
     best = load_checkpoint(out / "checkpoints" / "best.pt")["best"]
-    assert best["selected_on"] == "val" and 0.0 <= best["val_r1"] <= 1.0
+    assert best["selected_on"] == "val" and 0.0 <= best["r1"] <= 1.0
+    assert best["r1"] == history["val_r1"].max()
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_selecting_on_the_test_set_is_labelled_as_peeking(cache_dir, tmp_path, capsys):
+    cfg = tiny(cache_dir, tmp_path, epochs=1, select_on="test")
+    history = engine.fit(cfg)
+    assert "test_peek_r1" in history and "val_r1" not in history
+    assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "best.pt")["best"]["selected_on"] == "test (peeking)"
+    assert "peeking" in capsys.readouterr().out
 
 
 def test_resume_after_an_epoch_gives_identical_weights(cache_dir, tmp_path):
