@@ -3,7 +3,7 @@
 Modules, one concern each: `config` (presets), `data` (synthetic data, readers,
 sampler, augmentations), `backbone`/`mamba`/`align`/`model` (the network),
 `losses`, `metrics`/`protocols` (evaluation), `train`/`evaluate` (the engine),
-`translate` (image-level alignment), `gap` and `viz` (analysis for the book).
+`cyclegan` and `translate` (image-level alignment), `gap` and `viz` (analysis for the book).
 """
 from .config import get_config
 

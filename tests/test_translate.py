@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from djanet import cyclegan as C
 from djanet import translate as T
 
 
@@ -28,7 +29,7 @@ def test_presets_resolve_and_unknown_keys_raise():
         T.get_translate_config("tiny", upsample="bilinear")
     with pytest.raises(ValueError, match="divisible"):
         T.get_translate_config("tiny", img_size=(30, 16))
-    assert T.config_from_dict(T.config_to_dict(tiny)) == tiny
+    assert C.config_from_dict(C.config_to_dict(tiny)) == tiny
 
 
 @pytest.mark.parametrize("ngf,n_blocks,n_down,size,up", [(8, 1, 2, (32, 16), "transpose"), (4, 2, 1, (24, 12), "nearest"),
@@ -45,7 +46,7 @@ def test_generator_keeps_shape_and_range(ngf, n_blocks, n_down, size, up):
 def test_patchgan_output_shape(n_layers, size, expected):
     d = T.Discriminator(ndf=4, n_layers=n_layers)
     assert d(torch.randn(3, 3, *size)).shape == (3, 1, *expected)
-    assert T._patch_out(size[0], n_layers) == expected[0] and T._patch_out(size[1], n_layers) == expected[1]
+    assert C._patch_out(size[0], n_layers) == expected[0] and C._patch_out(size[1], n_layers) == expected[1]
 
 
 def test_image_pool_fills_then_mixes_history():
@@ -120,10 +121,10 @@ def _image_info(path: Path) -> tuple:
 # --------------------------------------------------------------------------- training and resume
 def test_checkpoint_holds_everything(tiny_ckpt):
     state = torch.load(tiny_ckpt, weights_only=False)
-    assert state["kind"] == T.CHECKPOINT_KIND and state["step"] == 4 and state["dataset"] == "sysu"
+    assert state["kind"] == C.CHECKPOINT_KIND and state["step"] == 4 and state["dataset"] == "sysu"
     assert set(state["model"]) >= {"g_ir2vis", "g_vis2ir", "d_vis", "d_ir", "opt_g", "opt_d", "pool_vis", "pool_ir"}
     assert set(state["rng"]) >= {"torch", "numpy", "python", "sampler"}
-    assert T.config_from_dict(state["config"]) == T.get_translate_config("tiny")
+    assert C.config_from_dict(state["config"]) == T.get_translate_config("tiny")
     assert [h["step"] for h in state["history"]] == [1, 2, 3, 4]
     assert not list(tiny_ckpt.parent.glob(".*tmp*"))  # atomic write left no temporary file
     # train-or-load: a finished checkpoint is returned untouched
