@@ -46,6 +46,18 @@ def _folders(images, cams: Sequence[int] | None = None) -> dict[tuple[int, int],
     return out
 
 
+def _sysu_folders(gallery, mode: str, shot: int):
+    """(pid, cam, sorted file indices) of each gallery folder, in the community's loop order:
+    identities ascending, then cameras in the order of SYSU_CAMERAS[mode]."""
+    cams = _sysu_cams(mode)
+    _check_shot(shot)
+    folders = _folders(gallery, cams)
+    for pid in sorted({p for p, _ in folders}):
+        for cam in cams:
+            if folders.get((pid, cam)):
+                yield pid, cam, folders[pid, cam]
+
+
 def sample_sysu_gallery(gallery, trial: int, mode: str = "all", shot: int = 1) -> np.ndarray:
     """Indices into `gallery` of SYSU-MM01's seeded gallery for `trial` (0-based, the seed).
 
@@ -53,20 +65,13 @@ def sample_sysu_gallery(gallery, trial: int, mode: str = "all", shot: int = 1) -
     `random.sample` of 10 (all when fewer).  Identities ascending, cameras in the order of
     SYSU_CAMERAS[mode], as the community code loops.
     """
-    cams = _sysu_cams(mode)
-    _check_shot(shot)
-    folders = _folders(gallery, cams)
     rng = random.Random(trial)            # same stream as random.seed(trial) + random.choice
     picked: list[int] = []
-    for pid in sorted({p for p, _ in folders}):
-        for cam in cams:
-            files = folders.get((pid, cam))
-            if not files:
-                continue
-            if shot == 1:
-                picked.append(rng.choice(files))
-            else:
-                picked.extend(rng.sample(files, _MULTI_SHOT) if len(files) >= _MULTI_SHOT else files)
+    for pid, cam, files in _sysu_folders(gallery, mode, shot):
+        if shot == 1:
+            picked.append(rng.choice(files))
+        else:
+            picked.extend(rng.sample(files, _MULTI_SHOT) if len(files) >= _MULTI_SHOT else files)
     return np.asarray(picked, dtype=np.int64)
 
 
@@ -78,28 +83,21 @@ def sample_sysu_gallery_from_perm(gallery, rand_perm: dict, trial: int, mode: st
     file list (djanet.data.readers.read_rand_perm); trial t uses row t, its first image
     (single-shot) or first 10 (multi-shot).
     """
-    cams = _sysu_cams(mode)
-    _check_shot(shot)
-    folders = _folders(gallery, cams)
     picked: list[int] = []
-    for pid in sorted({p for p, _ in folders}):
-        for cam in cams:
-            files = folders.get((pid, cam))
-            if not files:
-                continue
-            perm = rand_perm.get((cam, pid))
-            if perm is None:
-                raise ValueError(f"rand_perm has no entry for camera {cam}, identity {pid}, "
-                                 f"whose gallery folder has {len(files)} images")
-            perm = np.atleast_2d(np.asarray(perm))
-            if not 0 <= trial < perm.shape[0]:
-                raise ValueError(f"trial {trial} out of range: rand_perm for camera {cam}, identity "
-                                 f"{pid} has {perm.shape[0]} trials (0..{perm.shape[0] - 1})")
-            pos = perm[trial, : (1 if shot == 1 else _MULTI_SHOT)].astype(np.int64) - 1
-            if pos.min() < 0 or pos.max() >= len(files):
-                raise ValueError(f"rand_perm for camera {cam}, identity {pid}, trial {trial} has "
-                                 f"positions {pos + 1} outside 1..{len(files)}")
-            picked.extend(files[k] for k in pos)
+    for pid, cam, files in _sysu_folders(gallery, mode, shot):
+        perm = rand_perm.get((cam, pid))
+        if perm is None:
+            raise ValueError(f"rand_perm has no entry for camera {cam}, identity {pid}, "
+                             f"whose gallery folder has {len(files)} images")
+        perm = np.atleast_2d(np.asarray(perm))
+        if not 0 <= trial < perm.shape[0]:
+            raise ValueError(f"trial {trial} out of range: rand_perm for camera {cam}, identity "
+                             f"{pid} has {perm.shape[0]} trials (0..{perm.shape[0] - 1})")
+        pos = perm[trial, : (1 if shot == 1 else _MULTI_SHOT)].astype(np.int64) - 1
+        if pos.min() < 0 or pos.max() >= len(files):
+            raise ValueError(f"rand_perm for camera {cam}, identity {pid}, trial {trial} has "
+                             f"positions {pos + 1} outside 1..{len(files)}")
+        picked.extend(files[k] for k in pos)
     return np.asarray(picked, dtype=np.int64)
 
 
