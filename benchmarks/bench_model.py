@@ -1,7 +1,7 @@
 """Forward+backward time of DJANet vs the AGW baseline, and the chunked scan vs the recurrence.
 
     python benchmarks/bench_model.py            # paper input: resnet50, 384x192
-    python benchmarks/bench_model.py --small    # resnet18, 128x64 (cpu-demo sizes), seconds
+    python benchmarks/bench_model.py --small    # resnet18 at 128x64 (a laptop-CPU size), seconds
 
 Both models are timed side by side in one run on the same device; the ratio is DJANet / AGW
 (target <= 1.3). Parameter counts (held / used at inference without the classifier) are printed.
@@ -85,7 +85,7 @@ def bench_scan(b, d, l, n, device, repeats):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", action="store_true", help="resnet18 at 128x64 (cpu-demo sizes)")
+    p.add_argument("--small", action="store_true", help="resnet18 at 128x64 (a laptop-CPU size)")
     p.add_argument("--batch", type=int, default=None, help="images per view (default 2 / 8 small)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

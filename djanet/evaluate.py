@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_path, atomic_write_text
 from .config import TrainConfig
 from .data import EvalSplit, ImageDataset, ImageList, read_test
 from .data.synthetic import ensure_synthetic
@@ -108,11 +108,10 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
 
 
 def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **feats, query_pids=split.query.pids, query_cams=split.query.cams,
-             gallery_pids=split.gallery.pids, gallery_cams=split.gallery.cams,
-             query_paths=np.array(split.query.paths), gallery_paths=np.array(split.gallery.paths))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **feats, query_pids=split.query.pids, query_cams=split.query.cams,
+                 gallery_pids=split.gallery.pids, gallery_cams=split.gallery.cams,
+                 query_paths=np.array(split.query.paths), gallery_paths=np.array(split.gallery.paths))
 
 
 def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:

@@ -323,28 +323,29 @@ def _write_history(out: Path, history: list[dict], writer) -> None:
         writer.flush()
 
 
+def _finished(ckpt: dict, cfg: TrainConfig) -> bool:
+    return ckpt["epoch"] >= cfg.optim.epochs and ckpt["step"] == 0
+
+
 def is_complete(cfg: TrainConfig) -> bool:
     """True when the run's last checkpoint has reached the configured number of epochs."""
     path = run_dir(cfg) / "checkpoints" / "last.pt"
-    if not path.is_file():
-        return False
-    ckpt = load_checkpoint(path)
-    return ckpt["epoch"] >= cfg.optim.epochs and ckpt["step"] == 0
+    return path.is_file() and _finished(load_checkpoint(path), cfg)
 
 
 def fit_or_load(cfg: TrainConfig) -> Run:
     """Train only when the run's final checkpoint is missing (continuing a partial run)."""
     out = run_dir(cfg)
-    last = out / "checkpoints" / "last.pt"
-    if not is_complete(cfg):
+    last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    saved = {p: load_checkpoint(p) for p in (last, out / "checkpoints" / "interrupted.pt") if p.is_file()}
+    if last in saved and _finished(saved[last], cfg):
+        history = saved[last]["history"]
+    else:
         # continue from whichever of last.pt / interrupted.pt got further
-        candidates = [p for p in (last, out / "checkpoints" / "interrupted.pt") if p.is_file()]
-        position = {p: (lambda c: (c["epoch"], c["step"]))(load_checkpoint(p)) for p in candidates}
-        fit(cfg, resume=max(candidates, key=position.get) if candidates else None)
-    ckpt = load_checkpoint(last)
-    best = out / "checkpoints" / "best.pt"
+        furthest = max(saved, key=lambda p: (saved[p]["epoch"], saved[p]["step"]), default=None)
+        history = fit(cfg, resume=furthest)
     return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,
-               history=pd.DataFrame(ckpt["history"]))
+               history=pd.DataFrame(history))
 
 
 def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:
