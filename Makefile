@@ -14,7 +14,7 @@ NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html bench clean
+.PHONY: install install-test install-book test test-fast book notebooks html bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -52,6 +52,10 @@ bench: install-test
 	$(PYTHON) benchmarks/bench_model.py --small
 	$(PYTHON) benchmarks/bench_data.py
 	$(PYTHON) benchmarks/bench_train.py
+
+gpu-check: install-test  # the CUDA paths; install ".[mamba]" first to include the fused kernel
+	$(PYTHON) -m pytest -q tests/test_cuda.py tests/test_mamba.py
+	$(PYTHON) benchmarks/bench_model.py --batch 32 --amp --profile --scan-batch 8 128
 
 clean:
 	rm -rf _build book/executed .pytest_cache

@@ -52,9 +52,13 @@ class World:
 
 
 def setup() -> World:
-    """Join the process group when launched by torchrun; otherwise a single-process World."""
+    """Join the process group when launched by torchrun; otherwise a single-process World.
+
+    `torchrun --nproc_per_node 1` also joins (a group of one): that is how a single GPU runs
+    the NCCL and DistributedDataParallel path.
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    if size <= 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return World()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -5,13 +5,19 @@ The parameters have `mamba_ssm`'s default names and shapes (``in_proj``, ``conv1
 
     h_t = exp(delta_t * A) h_{t-1} + delta_t B_t u_t,      y_t = C_t . h_t + D u_t
 
-is computed chunk by chunk (`selective_scan_chunked`): inside a chunk of T steps every state is a
-weighted sum of the chunk's inputs with weights exp(S_t - S_s), where S is the cumulative log-decay
-(a cumulative sum of delta*A <= 0), and the state is carried from one chunk to the next. That is a
-Python loop over L/T chunks, not over the L steps. `selective_scan_ref` is the step-by-step
-recurrence the tests compare against. On CUDA, when `mamba_ssm` is importable, `selective_scan`
-calls its fused kernel instead; the two agree numerically (a test compares them when CUDA and
-mamba_ssm are present and is skipped otherwise).
+has four implementations that agree numerically (tests compare them):
+
+* `selective_scan_ref`: the step-by-step recurrence under plain autograd, written as the
+  definition;
+* `selective_scan_recurrent`: the same recurrence, run in segments of steps;
+* `selective_scan_chunked`: inside a chunk of T steps every state is a weighted sum of the chunk's
+  inputs with weights exp(S_t - S_s), S the cumulative log-decay; L/T steps instead of L;
+* mamba_ssm's fused CUDA kernel, when it is importable and the tensors are on CUDA.
+
+The two segmented forms keep training memory bounded: a plain autograd recurrence saves a
+(batch, d_inner, d_state) state for every step, which at the paper's batch is tens of GB per align
+level. Each segment is recomputed in the backward pass (activation checkpointing), so only the
+state at each segment boundary is kept, as the fused kernel does.
 """
 from __future__ import annotations
 
@@ -20,13 +26,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 try:  # the fused CUDA kernel of the official code, used only when present
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _fused_scan
 except Exception:  # ImportError, or a build without its CUDA extension
     _fused_scan = None
 
-DEFAULT_CHUNK = 8  # steps per chunk; memory of a chunk grows as T^2, see selective_scan_chunked
+DEFAULT_CHUNK = 8      # steps per chunk of the chunked scan; its temporaries grow as T^2
+DEFAULT_SEGMENT = 32   # steps per checkpointed segment of the recurrent scan
+BACKENDS = ("auto", "fused", "chunked", "recurrent", "ref")
+HISTORY_LIMIT = 256 * 2**20  # bytes of per-step states above which 'auto' checkpoints the recurrence
 
 
 def has_fused_kernel() -> bool:
@@ -34,7 +44,8 @@ def has_fused_kernel() -> bool:
     return _fused_scan is not None
 
 
-def _prepare(u: Tensor, delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool):
+def _prepare(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Tensor | None,
+             delta_softplus: bool):
     """Scan in float32 at least (float64 stays float64): log-decays must not be half precision."""
     dtype = torch.promote_types(u.dtype, torch.float32)
     delta = delta.to(dtype)
@@ -42,7 +53,7 @@ def _prepare(u: Tensor, delta: Tensor, delta_bias: Tensor | None, delta_softplus
         delta = delta + delta_bias.to(dtype)[None, :, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    return u.to(dtype), delta, dtype
+    return u.to(dtype), delta, A.to(dtype), B.to(dtype), C.to(dtype)
 
 
 def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype) -> Tensor:
@@ -53,97 +64,133 @@ def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype)
     return y.to(out_dtype)
 
 
+def _steps(state: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor):
+    """The recurrence over a run of steps from `state`; returns (y (b, d, t), last state)."""
+    ys = []
+    for t in range(u.shape[-1]):
+        a_bar = torch.exp(delta[:, :, t, None] * A)                        # (b, d, n)
+        state = a_bar * state + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        ys.append((state * C[:, None, :, t]).sum(-1))                      # (b, d)
+    return torch.stack(ys, dim=2), state
+
+
+def _chunk(state: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor):
+    """One chunk of T steps at once; returns (y (b, d, T), last state).
+
+    With S_t = sum_{i<=t} delta_i A (<= 0, non-increasing) and H the carried-in state,
+
+        h_t = exp(S_t) H + sum_{s<=t} exp(S_t - S_s) delta_s B_s u_s.
+
+    Only entries with s <= t are used, and for those S_t - S_s <= 0, so the others are masked to
+    -inf *before* the exp: no exp of a large positive number, no inf*0.
+    """
+    T = u.shape[-1]
+    mask = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()      # [t, s]: s <= t
+    S = (delta[:, :, None, :] * A[None, :, :, None]).cumsum(-1)           # (b, d, n, T)
+    bx = (delta * u)[:, :, None, :] * B[:, None, :, :]                      # B_bar u, (b, d, n, T)
+    seg = (S[..., :, None] - S[..., None, :]).masked_fill(~mask, float("-inf"))
+    h = (seg.exp() @ bx[..., None]).squeeze(-1) + S.exp() * state[..., None]
+    return (h * C[:, None, :, :]).sum(2), h[..., -1]
+
+
+def _segmented(piece, length: int, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+    """Run `piece` over consecutive segments of `length` steps, carrying the state.
+
+    When gradients are needed each segment is checkpointed: its internals are recomputed in the
+    backward pass, so memory holds one state per segment instead of one per step.
+    """
+    b, d, l = u.shape
+    state = u.new_zeros(b, d, A.shape[1])
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    ys = []
+    for start in range(0, l, max(1, length)):
+        sl = slice(start, min(start + max(1, length), l))
+        args = (state, u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl])
+        y, state = checkpoint(piece, *args, use_reentrant=False) if grad else piece(*args)
+        ys.append(y)
+    return torch.cat(ys, dim=2)
+
+
 def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                        D: Tensor | None = None, z: Tensor | None = None,
                        delta_bias: Tensor | None = None, delta_softplus: bool = False) -> Tensor:
-    """Naive step-by-step recurrence (the definition; slow, for tests and the benchmark).
+    """Naive step-by-step recurrence under plain autograd (the definition; keeps every state).
 
     Shapes as in mamba_ssm: u, delta, z (b, d, l); A (d, n); B, C (b, n, l); D, delta_bias (d,).
     """
     out_dtype = u.dtype
-    u, delta, dtype = _prepare(u, delta, delta_bias, delta_softplus)
-    A, B, C = A.to(dtype), B.to(dtype), C.to(dtype)
-    b, d, l = u.shape
-    h = u.new_zeros(b, d, A.shape[1])
-    ys = []
-    for t in range(l):
-        a_bar = torch.exp(delta[:, :, t, None] * A)                       # (b, d, n)
-        h = a_bar * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
-        ys.append((h * C[:, None, :, t]).sum(-1))                          # (b, d)
-    return _finish(torch.stack(ys, dim=2), u, D, z, out_dtype)
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    y, _ = _steps(u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), u, delta, A, B, C)
+    return _finish(y, u, D, z, out_dtype)
+
+
+def selective_scan_recurrent(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                             D: Tensor | None = None, z: Tensor | None = None,
+                             delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                             segment: int = DEFAULT_SEGMENT) -> Tensor:
+    """The recurrence in checkpointed segments: the reference's numbers, bounded memory."""
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    return _finish(_segmented(_steps, segment, u, delta, A, B, C), u, D, z, out_dtype)
 
 
 def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Tensor | None = None, z: Tensor | None = None,
                            delta_bias: Tensor | None = None, delta_softplus: bool = False,
                            chunk: int = DEFAULT_CHUNK) -> Tensor:
-    """The same scan, chunk by chunk, in plain PyTorch.
-
-    Inside a chunk with cumulative log-decay S_t = sum_{i<=t} delta_i A (<= 0, non-increasing):
-
-        h_t = exp(S_t) H + sum_{s<=t} exp(S_t - S_s) delta_s B_s u_s
-
-    where H is the state carried in from the previous chunk. Only entries with s <= t are used,
-    and for those S_t - S_s <= 0, so the other entries are masked to -inf *before* the exp: no
-    exp of a large positive number, no inf*0. Work and memory per chunk grow as T^2 * n.
-    """
+    """The scan chunk by chunk (see `_chunk`); work and memory per chunk grow as T^2 * n."""
     out_dtype = u.dtype
-    u, delta, dtype = _prepare(u, delta, delta_bias, delta_softplus)
-    A, B, C = A.to(dtype), B.to(dtype), C.to(dtype)
-    b, d, l = u.shape
-    n = A.shape[1]
-    # Layout (b, d, n, l) so each chunk is a batch of small T x T matrix products.
-    dA = delta[:, :, None, :] * A[None, :, :, None]                        # log A_bar, <= 0
-    bx = (delta * u)[:, :, None, :] * B[:, None, :, :]                      # B_bar u
-    T = max(1, min(chunk, l))
-    full_mask = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()  # [t, s]: s <= t
-    state = u.new_zeros(b, d, n)
-    ys = []
-    for start in range(0, l, T):
-        stop = min(start + T, l)
-        mask = full_mask[: stop - start, : stop - start]
-        S = dA[..., start:stop].cumsum(-1)                                  # (b, d, n, t)
-        seg = (S[..., :, None] - S[..., None, :]).masked_fill(~mask, float("-inf"))
-        h = (seg.exp() @ bx[..., start:stop, None]).squeeze(-1)             # inputs of this chunk
-        h = h + S.exp() * state[..., None]                                  # carried-in state
-        state = h[..., -1]
-        ys.append((h * C[:, None, :, start:stop]).sum(2))                   # (b, d, t)
-    return _finish(torch.cat(ys, dim=2), u, D, z, out_dtype)
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    return _finish(_segmented(_chunk, chunk, u, delta, A, B, C), u, D, z, out_dtype)
+
+
+def auto_backend(u: Tensor, d_state: int) -> str:
+    """The backend 'auto' picks for input `u` (b, d, l): the fastest measured on that device.
+
+    * CUDA with mamba_ssm installed: its fused kernel (on an H200, fwd+bwd at the paper's align
+      size with b=128: 13 ms, against 208 ms for the plain recurrence);
+    * otherwise the recurrence: plain while the per-step states autograd keeps stay under
+      HISTORY_LIMIT, in checkpointed segments above it (1.5x slower, memory bounded).
+
+    The chunked scan is never picked: measured, it is slower than the recurrence on a 2-core CPU
+    (5-20x) and on the H200 (up to 30x at b=128), because its (T x T x n) temporaries cost more
+    memory traffic than the per-step launches they save (benchmarks/bench_model.py).
+    """
+    if u.is_cuda and _fused_scan is not None:
+        return "fused"
+    history = 3 * u.numel() * d_state * max(4, u.element_size())  # bytes: ~3 (b, d, n) per step
+    return "ref" if history <= HISTORY_LIMIT else "recurrent"
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                    D: Tensor | None = None, z: Tensor | None = None,
                    delta_bias: Tensor | None = None, delta_softplus: bool = False,
                    chunk: int = DEFAULT_CHUNK, backend: str = "auto") -> Tensor:
-    """Dispatch the scan. backend: 'auto' | 'fused' | 'chunked' | 'ref'.
-
-    'auto' picks, by device, what is fastest there:
-
-    * CUDA with mamba_ssm installed: its fused kernel;
-    * CUDA without it: the chunked scan (L/T kernel launches instead of L);
-    * CPU: the step-by-step recurrence. Measured on the 2-core CPU (benchmarks/bench_model.py),
-      the chunked form is 5-10x *slower* there: its (T x T x n) temporaries cost more memory
-      traffic than the loop's per-step overhead, and CPU ops have no launch latency to amortise.
-    """
-    if backend not in ("auto", "fused", "chunked", "ref"):
-        raise ValueError(f"backend={backend!r}; expected 'auto', 'fused', 'chunked' or 'ref'")
-    use_fused = backend == "fused" or (backend == "auto" and u.is_cuda and _fused_scan is not None)
-    if use_fused:
+    """Dispatch the scan. backend: one of BACKENDS; 'auto' asks `auto_backend`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+    if backend == "auto":
+        backend = auto_backend(u, A.shape[-1])
+    if backend == "fused":
         if _fused_scan is None or not u.is_cuda:
             raise RuntimeError("backend='fused' needs mamba_ssm installed and CUDA tensors")
-        dt = torch.float32
-        args = [t.to(dt).contiguous() if t is not None else None
-                for t in (u, delta, A, B, C, D, z, delta_bias)]
+        # As mamba_ssm's own block calls it: u, delta, B, C, z in the input's precision (the kernel
+        # accumulates in float32), A, D and the delta bias in float32.
+        out_dtype = u.dtype
+        low = u.dtype if u.dtype in (torch.float16, torch.bfloat16) else torch.float32
+        u, delta, B, C = (t.to(low).contiguous() for t in (u, delta, B, C))
+        z = z.to(low).contiguous() if z is not None else None
+        A, D, delta_bias = (t.float().contiguous() if t is not None else None for t in (A, D, delta_bias))
         with torch.autocast(device_type="cuda", enabled=False):
-            return _fused_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
-                               delta_softplus=delta_softplus).to(u.dtype)
-    if backend == "auto":
-        backend = "chunked" if u.is_cuda else "ref"
-    fn = selective_scan_ref if backend == "ref" else selective_scan_chunked
-    kwargs = {} if backend == "ref" else {"chunk": chunk}
+            return _fused_scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                               delta_softplus=delta_softplus).to(out_dtype)
+    kwargs = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
     with torch.autocast(device_type=u.device.type, enabled=False):
-        return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                  delta_softplus=delta_softplus, **kwargs)
+        if backend == "ref":
+            return selective_scan_ref(u, delta, A, B, C, **kwargs)
+        if backend == "recurrent":
+            return selective_scan_recurrent(u, delta, A, B, C, **kwargs)
+        return selective_scan_chunked(u, delta, A, B, C, chunk=chunk, **kwargs)
 
 
 class Mamba(nn.Module):

@@ -1,11 +1,12 @@
-"""The chunked selective scan against the step-by-step recurrence, and the Mamba block."""
+"""The segmented and chunked selective scans against the step-by-step recurrence, and the Mamba block."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from djanet import mamba
-from djanet.mamba import Mamba, selective_scan, selective_scan_chunked, selective_scan_ref
+from djanet.mamba import (Mamba, selective_scan, selective_scan_chunked, selective_scan_recurrent,
+                          selective_scan_ref)
 
 
 def _inputs(dtype, b=2, d=6, l=37, n=5, seed=0):
@@ -23,17 +24,53 @@ def test_chunked_matches_reference_float64(chunk):
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
-def test_chunked_matches_reference_float32_and_gradients():
+@pytest.mark.parametrize("segment", [1, 5, 32, 64])
+def test_recurrent_segments_match_reference_float64(segment):
+    x = _inputs(torch.float64)
+    ref = selective_scan_ref(**x, delta_softplus=True)
+    out = selective_scan_recurrent(**x, delta_softplus=True, segment=segment)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scan", [lambda **x: selective_scan_chunked(**x, chunk=8),
+                                  lambda **x: selective_scan_recurrent(**x, segment=8)],
+                         ids=["chunked", "recurrent"])
+def test_checkpointed_scans_match_reference_float32_and_gradients(scan):
     x = _inputs(torch.float32)
     leaves = {k: v.clone().requires_grad_(True) for k, v in x.items()}
     ref = selective_scan_ref(**leaves, delta_softplus=True)
     grads_ref = torch.autograd.grad(ref.square().sum(), list(leaves.values()))
-    out = selective_scan_chunked(**leaves, delta_softplus=True, chunk=8)
+    out = scan(**leaves, delta_softplus=True)
     grads = torch.autograd.grad(out.square().sum(), list(leaves.values()))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     for g, gr in zip(grads, grads_ref):
         assert torch.isfinite(g).all()
         torch.testing.assert_close(g, gr, rtol=1e-3, atol=1e-3)
+
+
+def _saved_bytes(fn, x) -> int:
+    """Bytes autograd keeps for the backward pass of fn(**x)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(**x, delta_softplus=True)
+    return total
+
+
+def test_segments_bound_the_memory_kept_for_backward():
+    """The plain recurrence keeps O(L) states of (b, d, n); the segmented scans keep O(L / segment)."""
+    x = {k: v.requires_grad_(True) for k, v in _inputs(torch.float32, b=2, d=8, l=128, n=16).items()}
+    ref = _saved_bytes(selective_scan_ref, x)
+    state = 2 * 8 * 16 * 4                                         # one (b, d, n) float32 state
+    assert ref > 128 * 2 * state                                   # at least two states per step
+    for fn in (lambda **k: selective_scan_recurrent(**k, segment=32),
+               lambda **k: selective_scan_chunked(**k, chunk=8)):
+        kept = _saved_bytes(fn, x)
+        assert kept < ref / 4, (kept, ref)
 
 
 def test_chunked_is_stable_with_strong_decay():
@@ -57,7 +94,7 @@ def test_scan_recurrence_by_hand():
     h1 = 0.5 * 3.0 * 1.0
     h2 = torch.exp(torch.tensor(0.25 * -2.0)).item() * h1 + 0.25 * 4.0 * 2.0
     expect = torch.tensor([[[h1 * 1.0, h2 * 0.5]]], dtype=torch.float64)
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_recurrent):
         torch.testing.assert_close(fn(u, delta, A, B, C), expect)
 
 
@@ -90,8 +127,9 @@ def test_mamba_block_is_causal_and_backends_agree():
     x2 = x.clone()
     x2[:, 7:] += 1.0                       # changing the future leaves the past unchanged
     torch.testing.assert_close(m(x2)[:, :7], y[:, :7])
-    m.backend = "ref"
-    torch.testing.assert_close(m(x), y)
+    for backend in ("ref", "chunked", "recurrent"):
+        m.backend = backend
+        torch.testing.assert_close(m(x), y)
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and mamba.has_fused_kernel()),
@@ -101,3 +139,10 @@ def test_fused_kernel_matches_chunked():  # pragma: no cover - GPU only
     fused = selective_scan(**x, delta_softplus=True, backend="fused")
     chunked = selective_scan(**x, delta_softplus=True, backend="chunked")
     torch.testing.assert_close(fused, chunked, rtol=1e-3, atol=1e-3)
+
+
+def test_auto_backend_on_the_cpu_checkpoints_only_long_histories():
+    small = torch.empty(64, 128, 8)                                     # cpu-demo: ~12 MiB of states
+    large = torch.empty(8, 512, 288, device="meta")                     # paper, 8 images: ~900 MiB
+    assert mamba.auto_backend(small, 16) == "ref"
+    assert mamba.auto_backend(large, 64) == "recurrent"

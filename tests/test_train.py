@@ -32,15 +32,20 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
-    cfg = tiny(cache_dir, tmp_path, lr=0.001, head_lr=0.01)  # the warm-up learning rates
+def fixed_batch(cfg):
+    """(training split, one four-view batch: 4 identities x 2 pairs), seeded."""
     split, _ = read_train("sysu", engine.prepare_data(cfg))
     ds = FourViewDataset(split, cfg.data.img_size)
     labels = sorted(set(split.visible.labels.tolist()) & set(split.infrared.labels.tolist()))[:4]
     pairs = [(int((split.visible.labels == c).nonzero()[0][0]), int((split.infrared.labels == c).nonzero()[0][0]))
              for c in labels for _ in range(2)]
     torch.manual_seed(0)
-    batch = torch.utils.data.default_collate([ds[p] for p in pairs])
+    return split, torch.utils.data.default_collate([ds[p] for p in pairs])
+
+
+def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
+    cfg = tiny(cache_dir, tmp_path, lr=0.001, head_lr=0.01)  # the warm-up learning rates
+    split, batch = fixed_batch(cfg)
     engine.seed_everything(0)
     model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size)
     opt = engine.make_optimizer(model, cfg.optim)
