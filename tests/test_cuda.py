@@ -19,7 +19,7 @@ from djanet.config import get_config
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 from test_mamba import _inputs
-from test_train import fixed_batch
+from test_train import fixed_batch, torchrun_probe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -127,13 +127,8 @@ def test_fit_with_amp_on_cuda_and_reload_the_checkpoint_on_the_cpu(cache_dir, tm
 def test_torchrun_on_one_gpu_runs_nccl_ddp_like_a_single_process(cache_dir, tmp_path):
     common = ["--preset", "tiny", "--cache-dir", cache_dir, "--gpu", "0", "--out-dir", str(tmp_path),
               "--epochs", "3", "--max-steps", "3", "--no-eval", "--seed", "1", "--batch-size", "8"]
-    probe = tmp_path / "probe.py"
-    probe.write_text("import torch.distributed as d, djanet.distributed as w\ng = w.setup()\n"
-                     "print('backend', d.get_backend(), g.device, g.size)\ng.cleanup()\n")
+    assert "backend nccl cuda:0 1" in (printed := torchrun_probe(tmp_path, 29544)), printed
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", "29544"]
-    printed = subprocess.run([*run, str(probe)], check=True, capture_output=True, text=True,
-                             timeout=300, env=os.environ).stdout
-    assert "backend nccl cuda:0 1" in printed, printed
     subprocess.run([*run, "-m", "djanet", "train", *common, "--run-name", "ddp"], check=True,
                    timeout=600, env=os.environ)
     assert cli_main(["train", *common, "--run-name", "single"]) == 0

@@ -207,6 +207,22 @@ def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_pa
         assert h[-1]["loss_triplet"] < 0.95 * h[0]["loss_triplet"], [r["loss_triplet"] for r in h]
 
 
+def torchrun_probe(tmp_path, port: int) -> str:
+    """What `djanet.distributed.setup()` joins under `torchrun --nproc_per_node 1`, as printed."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import torch.distributed as d, djanet.distributed as w\ng = w.setup()\n"
+                     "print('backend', d.get_backend(), g.device, g.size)\ng.cleanup()\n")
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", str(port)]
+    return subprocess.run([*run, str(probe)], check=True, capture_output=True, text=True,
+                          timeout=300, env=os.environ).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CUDA test checks NCCL instead")
+def test_torchrun_with_one_process_still_joins_a_group(tmp_path):
+    assert "backend gloo cpu 1" in torchrun_probe(tmp_path, 29546)
+
+
 def test_training_from_the_memory_mapped_cache(cache_dir, tmp_path):
     cfg = tiny(cache_dir, tmp_path, epochs=1, use_cache=True, run_name="cached")
     history = engine.fit(cfg)
