@@ -17,19 +17,13 @@ import torch
 
 from djanet import train as engine
 from djanet.config import get_config, override
-from djanet.data import FourViewDataset, IdentitySampler, read_train
+from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 
 
 def time_loader(split, cfg, steps: int) -> float:
-    sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
-                              cfg.data.num_pos, seed=0)
-    pairs = list(sampler)
-    loader = torch.utils.data.DataLoader(FourViewDataset(split, cfg.data.img_size),
-                                         batch_size=cfg.data.ids_per_batch * cfg.data.num_pos,
-                                         sampler=pairs, num_workers=0, drop_last=True)
-    it = iter(loader)
+    it = iter(make_train_loader(split, cfg.data, seed=0))
     next(it)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -63,12 +57,12 @@ def main() -> None:
     cfg = get_config(args.preset, device=args.device)
     device = engine.resolve_device(cfg.device)
     split, _ = read_train(cfg.data.dataset, engine.prepare_data(cfg))
-    images_per_step = 4 * cfg.data.ids_per_batch * cfg.data.num_pos
+    images_per_step = 4 * batch_size(cfg.data)
 
     load_s = time_loader(split, cfg, args.steps)
     sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
                               cfg.data.num_pos, seed=0)
-    pairs = list(sampler)[: cfg.data.ids_per_batch * cfg.data.num_pos]
+    pairs = list(sampler)[: batch_size(cfg.data)]
     ds = FourViewDataset(split, cfg.data.img_size)
     batch = torch.utils.data.default_collate([ds[p] for p in pairs])
 

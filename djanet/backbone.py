@@ -15,7 +15,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
+from .config import ARCHS
+
 STRIDES = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 16}  # with last stride 1
 
 

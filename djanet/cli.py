@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import get_config, override
+from .config import ARCHS, DATASETS, PRESETS, get_config, override
 
 # CLI flag -> config key (the seed's spelling on the left).
 FLAG_TO_KEY = {
@@ -60,12 +60,12 @@ def _device(gpu: str | None) -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="sysu", choices=["sysu", "regdb", "llcm"])
+    p.add_argument("--dataset", default="sysu", choices=DATASETS)
     p.add_argument("--data-root", "--data_path", dest="data_root", default=None,
                    help="dataset folder; omit to use the built-in synthetic data")
     p.add_argument("--translated-root", dest="translated_root", default=None,
                    help="a translated copy of the dataset (infrared in visible style)")
-    p.add_argument("--preset", default="paper", choices=["paper", "cpu-demo", "tiny"])
+    p.add_argument("--preset", default="paper", choices=list(PRESETS))
     p.add_argument("--gpu", default=None, help="GPU index as in the seed ('0'), 'cpu' or 'auto'")
     p.add_argument("--trial", type=int, default=None, help="RegDB trial 1..10")
     p.add_argument("--mode", default=None, choices=["all", "indoor"], help="SYSU-MM01 search mode")
@@ -76,7 +76,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", default=None)
     p.add_argument("--img_h", type=int, default=None)
     p.add_argument("--img_w", type=int, default=None)
-    p.add_argument("--arch", default=None, choices=["resnet18", "resnet34", "resnet50"])
+    p.add_argument("--arch", default=None, choices=ARCHS)
     p.add_argument("--pretrained", type=_pretrained, default=None,
                    help="ImageNet weights: true (torchvision; the paper preset's default), false, or a path")
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     regdb.add_argument("--epochs", type=int, default=None)
 
     tr = sub.add_parser("translate", help="write an infrared->visible translated copy of a dataset")
-    tr.add_argument("--dataset", default="sysu", choices=["sysu", "regdb", "llcm"])
+    tr.add_argument("--dataset", default="sysu", choices=DATASETS)
     tr.add_argument("--data-root", dest="data_root", required=True)
     tr.add_argument("--out", required=True)
     tr.add_argument("--preset", default="cpu-demo")

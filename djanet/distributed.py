@@ -37,8 +37,7 @@ class World:
         if not self.distributed or not values:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return {k: v / self.size for k, v in zip(keys, t.tolist())}
 

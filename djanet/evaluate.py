@@ -19,14 +19,12 @@ from tqdm.auto import tqdm
 from .checkpoint import atomic_path, atomic_write_text
 from .config import TrainConfig
 from .data import EvalSplit, ImageDataset, ImageList, read_test
+from .data.readers import DIRECTIONS
 from .data.synthetic import ensure_synthetic
 from .protocols import ProtocolResult, combine, evaluate_split
 
 if TYPE_CHECKING:
     from .model import DJANet
-
-DIRECTIONS = {"sysu": ("i2v",), "regdb": ("v2t", "t2v"), "llcm": ("i2v", "v2i")}
-
 
 def prepare_data(cfg: TrainConfig) -> Path:
     """The dataset root to read: the translated copy, the user's data_root, or synthetic data."""
@@ -91,13 +89,10 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     from .train import load_model, resolve_device
     device = resolve_device(cfg.device)
     model, _ = load_model(checkpoint, device=str(device))
-    root = prepare_data(cfg)
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
     results: dict[str, ProtocolResult] = {}
-    for direction in directions or DIRECTIONS[cfg.data.dataset]:
-        split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial, direction=direction)
+    for direction, split, trials in _test_splits(cfg, directions):
         feats = split_features(model, split, cfg, device)
-        trials = 1 if cfg.data.dataset == "regdb" else cfg.eval_trials
         for name, res in evaluate_split_features(model, split, cfg, device, trials, feats).items():
             results[f"{direction}/{name}"] = res
         _save_features(out / f"features_{direction}.npz", feats, split)
@@ -105,6 +100,15 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
                "trial": cfg.data.trial, "results": {k: r.to_dict() for k, r in results.items()}}
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1))
     return results
+
+
+def _test_splits(cfg: TrainConfig, directions: tuple[str, ...] | None = None):
+    """(direction, test split, gallery trials) for each test direction of `cfg.data.dataset`."""
+    root = prepare_data(cfg)
+    trials = 1 if cfg.data.dataset == "regdb" else cfg.eval_trials   # RegDB: one split, one trial
+    for direction in directions or DIRECTIONS[cfg.data.dataset]:
+        yield direction, read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial,
+                                   direction=direction), trials
 
 
 def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -> None:
@@ -117,11 +121,8 @@ def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -
 def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
     """The same protocols on raw grey pixels (no learning): the floor a model must beat."""
     from .data.synthetic import grey_pixel_features
-    root = prepare_data(cfg)
     results = {}
-    for direction in DIRECTIONS[cfg.data.dataset]:
-        split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial, direction=direction)
-        trials = 1 if cfg.data.dataset == "regdb" else cfg.eval_trials
+    for direction, split, trials in _test_splits(cfg):
         results[f"{direction}/pixels"] = evaluate_split(
             split, grey_pixel_features(split.query.paths, cfg.data.img_size),
             grey_pixel_features(split.gallery.paths, cfg.data.img_size),

@@ -67,8 +67,7 @@ def kept_mask(removal: str, q_pids, g_pids, q_camids=None, g_camids=None) -> np.
     the query's camera; 'none': keep all.  For figures (rank lists); the metrics apply the same
     rules internally without building this matrix.
     """
-    if removal not in REMOVAL_RULES:
-        raise ValueError(f"unknown removal rule {removal!r}; expected one of {REMOVAL_RULES}")
+    _check_removal(removal)
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     keep = np.ones((len(q_pids), len(g_pids)), dtype=bool)
     if removal == "sysu":
@@ -173,9 +172,13 @@ def evaluate(distmat, q_pids, g_pids, q_camids=None, g_camids=None, removal: str
 
 
 # ----------------------------------------------------------------------------- internals
-def _check(distmat, q_pids, g_pids, q_camids, g_camids, removal, max_rank):
+def _check_removal(removal: str) -> None:
     if removal not in REMOVAL_RULES:
         raise ValueError(f"unknown removal rule {removal!r}; expected one of {REMOVAL_RULES}")
+
+
+def _check(distmat, q_pids, g_pids, q_camids, g_camids, removal, max_rank):
+    _check_removal(removal)
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
         raise ValueError(f"distmat must be 2-D (n_query, n_gallery), got shape {distmat.shape}")

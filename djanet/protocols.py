@@ -23,13 +23,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .data.readers import DATASETS, SYSU_INDOOR_CAMS, SYSU_VIS_CAMS
 from .metrics import eval_llcm, eval_regdb, eval_sysu
 
 __all__ = ["SYSU_CAMERAS", "ProtocolResult", "evaluate_split", "combine", "distance",
            "sample_sysu_gallery", "sample_sysu_gallery_from_perm", "sample_llcm_gallery",
            "METRICS"]
 
-SYSU_CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}   # gallery cameras, in sampling order
+SYSU_CAMERAS = {"all": SYSU_VIS_CAMS, "indoor": SYSU_INDOOR_CAMS}   # gallery cameras, sampling order
 METRICS = ("r1", "r5", "r10", "r20", "mAP", "mINP")
 _MULTI_SHOT = 10                                          # images per (identity, camera)
 
@@ -303,7 +304,7 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
         gallery = "one image per (identity, camera), seeded by trial; the gallery side is sampled"
         trial_ids = list(range(trials))
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of ('sysu', 'regdb', 'llcm')")
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
     rows, curves = [], []
     for t in trial_ids:

@@ -33,7 +33,7 @@ from . import distributed as dist_utils
 from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, from_dict, to_dict
-from .data import FourViewDataset, IdentitySampler, TrainSplit, read_train
+from .data import IdentitySampler, TrainSplit, batch_size, four_view_loader, read_train
 from .evaluate import evaluate, evaluate_split_features, extract_features, prepare_data  # noqa: F401
 from .losses import DJANetLoss
 from .model import DJANet
@@ -105,11 +105,8 @@ def seed_everything(seed: int) -> None:
 
 
 def _loader(split: TrainSplit, cfg: TrainConfig, pairs: list[tuple[int, int]]) -> DataLoader:
-    dataset = FourViewDataset(split, cfg.data.img_size, cache=_cache_for(split, cfg))
-    batch = cfg.data.ids_per_batch * cfg.data.num_pos
-    return DataLoader(dataset, batch_size=batch, sampler=pairs, num_workers=cfg.data.workers,
-                      drop_last=True, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
+    return four_view_loader(split, cfg.data, pairs, _cache_for(split, cfg),
+                            pin_memory=torch.cuda.is_available())
 
 
 def _cache_for(split: TrainSplit, cfg: TrainConfig):
@@ -122,9 +119,8 @@ def _cache_for(split: TrainSplit, cfg: TrainConfig):
 def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list[tuple[int, int]]:
     sampler.set_epoch(epoch)
     pairs = list(sampler)
-    batch = cfg.data.ids_per_batch * cfg.data.num_pos
     if cfg.max_steps_per_epoch is not None:
-        pairs = pairs[: cfg.max_steps_per_epoch * batch]
+        pairs = pairs[: cfg.max_steps_per_epoch * batch_size(cfg.data)]
     return pairs
 
 
@@ -235,8 +231,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                 # Every epoch starts from an RNG state fixed by (seed, epoch): resume is exact.
                 seed_everything(cfg.seed * 100_003 + epoch * 1_009 + world.rank)
             pairs = _epoch_pairs(sampler, epoch, cfg)
-            batch = cfg.data.ids_per_batch * cfg.data.num_pos
-            loader = _loader(split, cfg, pairs[step * batch:])
+            loader = _loader(split, cfg, pairs[step * batch_size(cfg.data):])
             train_model.train()
             sums: dict[str, float] = {}
             n = 0

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+from .data import transforms
+
+IMAGENET_MEAN = np.array(transforms.IMAGENET_MEAN)   # what the training transforms normalise with
+IMAGENET_STD = np.array(transforms.IMAGENET_STD)
 MODALITY_COLORS = {"visible": "#e6a23c", "infrared": "#4a6fd1"}
 MATCH_COLOR, MISS_COLOR = "#2ca02c", "#d62728"
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .cache import build_cache, cached_arrays, load_cache, read_arrays
-from .dataset import FourViewDataset, ImageDataset, make_train_loader
+from .dataset import FourViewDataset, ImageDataset, batch_size, four_view_loader, make_train_loader
 from .readers import (DATASETS, EvalSplit, ImageList, TrainSplit, list_infrared_images,
                       load_image, read_rand_perm, read_test, read_train)
 from .sampler import IdentitySampler
@@ -14,7 +14,8 @@ __all__ = [
     "list_infrared_images", "read_rand_perm", "load_image",
     "generate", "ensure_synthetic", "pixel_matching_rank1",
     "build_cache", "load_cache", "cached_arrays", "read_arrays",
-    "IdentitySampler", "FourViewDataset", "ImageDataset", "make_train_loader",
+    "IdentitySampler", "FourViewDataset", "ImageDataset", "make_train_loader", "four_view_loader",
+    "batch_size",
     "train_views", "test_transform", "denormalise",
     "ChannelExchange", "AdaptiveGray", "ChannelRandomErasing", "RandomChannelScale",
 ]

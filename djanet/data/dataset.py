@@ -57,6 +57,19 @@ class ImageDataset(Dataset):
         return self.transform(load_image(self.images.paths[i])), i
 
 
+def batch_size(cfg_data) -> int:
+    """Pairs per batch: P identities x K pairs (cfg_data: a DataConfig)."""
+    return cfg_data.ids_per_batch * cfg_data.num_pos
+
+
+def four_view_loader(split: TrainSplit, cfg_data, pairs, cache=None, pin_memory: bool = False,
+                     generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader of P x K four-view batches over `pairs` (a sampler or a list of index pairs)."""
+    return DataLoader(FourViewDataset(split, cfg_data.img_size, cache), sampler=pairs,
+                      batch_size=batch_size(cfg_data), drop_last=True, num_workers=cfg_data.workers,
+                      generator=generator, pin_memory=pin_memory, persistent_workers=False)
+
+
 def make_train_loader(split: TrainSplit, cfg_data, seed: int = 0, epoch: int = 0,
                       num_replicas: int = 1, rank: int = 0, cache=None,
                       pin_memory: bool = False) -> DataLoader:
@@ -65,7 +78,4 @@ def make_train_loader(split: TrainSplit, cfg_data, seed: int = 0, epoch: int = 0
                               cfg_data.num_pos, seed=seed, num_replicas=num_replicas, rank=rank)
     sampler.set_epoch(epoch)
     g = torch.Generator().manual_seed(int(seed) * 100003 + int(epoch) * 101 + int(rank))
-    return DataLoader(FourViewDataset(split, cfg_data.img_size, cache), sampler=sampler,
-                      batch_size=cfg_data.ids_per_batch * cfg_data.num_pos, drop_last=True,
-                      num_workers=cfg_data.workers, generator=g, pin_memory=pin_memory,
-                      persistent_workers=False)
+    return four_view_loader(split, cfg_data, sampler, cache, pin_memory, g)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("sysu", "regdb", "llcm")
+from ..config import DATASETS
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 SYSU_VIS_CAMS, SYSU_IR_CAMS = (1, 2, 4, 5), (3, 6)
 SYSU_INDOOR_CAMS = (1, 2)
@@ -248,9 +249,11 @@ def read_test(dataset: str, root: str | os.PathLike, mode: str = "all", trial: i
                          + (" or 'indoor'" if dataset == "sysu" else ""))
     if dataset == "sysu":
         ids = read_id_file(root / "exp" / "test_id.txt")
-        q = _sysu_items(root, ids, SYSU_IR_CAMS)
-        g = _sysu_items(root, ids, SYSU_INDOOR_CAMS if mode == "indoor" else SYSU_VIS_CAMS)
-        _sysu_check_ids(root, ids, _sysu_items(root, ids, range(1, 7)))
+        items = _sysu_items(root, ids, range(1, 7))          # pid-major, cameras ascending
+        _sysu_check_ids(root, ids, items)
+        gallery_cams = SYSU_INDOOR_CAMS if mode == "indoor" else SYSU_VIS_CAMS
+        q = [i for i in items if i[2] in SYSU_IR_CAMS]
+        g = [i for i in items if i[2] in gallery_cams]
         return EvalSplit(dataset, _image_list(q, "infrared"), _image_list(g, "visible"), mode,
                          direction, str(root))
     if dataset == "regdb":

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-LAYOUTS = ("sysu", "regdb", "llcm")
+from .readers import DATASETS as LAYOUTS
+from .readers import LLCM_CAMS, SYSU_IR_CAMS, SYSU_VIS_CAMS
+
 DEFAULT_IDS = {"sysu": 60, "regdb": 40, "llcm": 36}   # small: seconds to generate
 REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
 DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
-SYSU_VIS_CAMS, SYSU_IR_CAMS = (1, 2, 4, 5), (3, 6)
-LLCM_CAMS = tuple(range(1, 10))
 RAND_PERM_TRIALS = 10
 
 # Part codes of the label map every render starts from.
