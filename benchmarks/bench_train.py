@@ -17,9 +17,10 @@ import torch
 
 from djanet import train as engine
 from djanet.config import get_config, override
-from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, read_train
+from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, prepare_data, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
+from djanet.runtime import resolve_device
 
 
 def time_loader(split, cfg, steps: int) -> float:
@@ -55,8 +56,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     cfg = get_config(args.preset, device=args.device)
-    device = engine.resolve_device(cfg.device)
-    split, _ = read_train(cfg.data.dataset, engine.prepare_data(cfg))
+    device = resolve_device(cfg.device)
+    split, _ = read_train(cfg.data.dataset, prepare_data(cfg))
     images_per_step = 4 * batch_size(cfg.data)
 
     load_s = time_loader(split, cfg, args.steps)

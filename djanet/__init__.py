@@ -2,7 +2,8 @@
 
 Modules, one concern each: `config` (presets), `data` (synthetic data, readers,
 sampler, augmentations), `backbone`/`mamba`/`align`/`model` (the network),
-`losses`, `metrics`/`protocols` (evaluation), `train`/`evaluate` (the engine),
+`losses`, `metrics`/`protocols` (evaluation), `runtime` (device, model from a checkpoint)
+below `evaluate` below `train` (the engine),
 `cyclegan` and `translate` (image-level alignment), `gap` and `viz` (analysis for the book).
 """
 from .config import get_config

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "regdb-trials":
         cfg = override(cfg, **{"data.dataset": "regdb"})
-        _print_results(ev.regdb_all_trials(cfg))
+        _print_results(tr_mod.regdb_all_trials(cfg))
         return 0
     return 2
 

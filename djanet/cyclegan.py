@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import atomic_torch_save, rng_state, set_rng_state
-from .train import resolve_device
+from .runtime import resolve_device
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CHECKPOINT_KIND = "djanet-cyclegan"

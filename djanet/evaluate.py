@@ -1,4 +1,4 @@
-"""From a trained model to protocol results: data preparation, feature extraction, evaluation.
+"""From a trained model to protocol results: feature extraction and evaluation.
 
 Features are extracted once for the query set and once for the *whole* candidate
 gallery; the protocol runner then samples the gallery per trial.  Both feature
@@ -18,31 +18,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_path, atomic_write_text
 from .config import TrainConfig
-from .data import EvalSplit, ImageDataset, ImageList, read_test
+from .data import EvalSplit, ImageDataset, ImageList, prepare_data, read_test
 from .data.readers import DIRECTIONS
-from .data.synthetic import ensure_synthetic
-from .protocols import ProtocolResult, combine, evaluate_split
+from .protocols import ProtocolResult, evaluate_split
+from .runtime import load_model, resolve_device
 
 if TYPE_CHECKING:
     from .model import DJANet
-
-def prepare_data(cfg: TrainConfig) -> Path:
-    """The dataset root to read: the translated copy, the user's data_root, or synthetic data."""
-    if cfg.data.translated_root:
-        root = Path(cfg.data.translated_root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.translated_root={root} does not exist; create it with "
-                                    "`python -m djanet translate` or point it at a translated copy")
-        return root
-    if cfg.data.data_root:
-        root = Path(cfg.data.data_root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.data_root={root} does not exist (expected the {cfg.data.dataset} "
-                                    "dataset folder; leave data_root unset to use synthetic data)")
-        return root
-    return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
-                                 ids=cfg.data.synthetic_ids, seed=0, size=cfg.data.synthetic_size))
-
 
 @torch.no_grad()
 def extract_features(model: "DJANet", images: ImageList, modality: str, img_size, device="cpu",
@@ -86,7 +68,6 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     `metrics.json` and `features_<direction>.npz` into `out_dir` (default: the
     checkpoint's run folder).
     """
-    from .train import load_model, resolve_device
     device = resolve_device(cfg.device)
     model, _ = load_model(checkpoint, device=str(device))
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
@@ -128,16 +109,3 @@ def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
             grey_pixel_features(split.gallery.paths, cfg.data.img_size),
             trials=trials, feature_name="pixels")
     return results
-
-
-def regdb_all_trials(cfg: TrainConfig, trials=range(1, 11)) -> dict[str, ProtocolResult]:
-    """RegDB's protocol: one model per trial (train split t, test split t), then mean and std."""
-    from .config import override
-    from .train import fit_or_load
-    per_key: dict[str, list[ProtocolResult]] = {}
-    for t in trials:
-        tcfg = override(cfg, **{"data.trial": t})
-        run = fit_or_load(tcfg)
-        for key, res in evaluate(tcfg, run.best).items():
-            per_key.setdefault(key, []).append(res)
-    return {key: combine(results) for key, results in per_key.items()}

@@ -32,11 +32,13 @@ from tqdm.auto import tqdm
 from . import distributed as dist_utils
 from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
                          rng_state, set_rng_state)
-from .config import OptimConfig, TrainConfig, from_dict, to_dict
-from .data import IdentitySampler, TrainSplit, batch_size, four_view_loader, read_train
-from .evaluate import evaluate, evaluate_split_features, extract_features, prepare_data  # noqa: F401
+from .config import OptimConfig, TrainConfig, override, to_dict
+from .data import IdentitySampler, TrainSplit, batch_size, four_view_loader, prepare_data, read_train
+from .evaluate import evaluate, evaluate_split_features, extract_features  # noqa: F401
 from .losses import DJANetLoss
 from .model import DJANet
+from .protocols import ProtocolResult, combine
+from .runtime import load_model, resolve_device  # noqa: F401  (load_model: kept importable from here)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,16 +53,6 @@ class Run:
     checkpoint: Path          # last.pt: the final epoch
     best: Path                # best.pt: the epoch chosen on the selection split
     history: pd.DataFrame
-
-
-def resolve_device(spec: str) -> torch.device:
-    """'auto' picks CUDA when present; 'cuda' on a machine without it is an error."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={spec!r} but CUDA is not available here; use device='cpu' or 'auto'")
-    return dev
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -343,11 +335,12 @@ def fit_or_load(cfg: TrainConfig) -> Run:
                history=pd.DataFrame(history))
 
 
-def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:
-    """Rebuild the model stored in a checkpoint, in eval mode, on `device`."""
-    ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(ckpt["config"])
-    dev = resolve_device(device)
-    model = DJANet.from_config(cfg.model, ckpt["num_classes"], cfg.data.img_size)
-    model.load_state_dict(ckpt["model"])
-    return model.to(dev).eval(), cfg
+def regdb_all_trials(cfg: TrainConfig, trials=range(1, 11)) -> dict[str, ProtocolResult]:
+    """RegDB's protocol: one model per trial (train split t, test split t), then mean and std."""
+    per_key: dict[str, list[ProtocolResult]] = {}
+    for t in trials:
+        tcfg = override(cfg, **{"data.trial": t})
+        run = fit_or_load(tcfg)
+        for key, res in evaluate(tcfg, run.best).items():
+            per_key.setdefault(key, []).append(res)
+    return {key: combine(results) for key, results in per_key.items()}

@@ -18,6 +18,7 @@ from djanet.cli import main as cli_main
 from djanet.config import get_config
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
+from djanet.runtime import load_model
 from test_mamba import _inputs
 from test_train import fixed_batch, torchrun_probe
 
@@ -116,8 +117,8 @@ def test_fit_with_amp_on_cuda_and_reload_the_checkpoint_on_the_cpu(cache_dir, tm
     assert len(history) == 2 and history["loss_total"].notna().all()
     last = tmp_path / "gpu" / "checkpoints" / "last.pt"
     assert torch.load(last, map_location="cpu", weights_only=False)["scaler"] is not None
-    model_gpu, _ = engine.load_model(last, device="cuda")
-    model_cpu, _ = engine.load_model(last, device="cpu")
+    model_gpu, _ = load_model(last, device="cuda")
+    model_cpu, _ = load_model(last, device="cpu")
     images = torch.randn(4, 3, *cfg.data.img_size, generator=torch.Generator().manual_seed(2))
     for a, b in zip(model_cpu.extract(images, "visible"), model_gpu.extract(images.cuda(), "visible")):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-4)

@@ -14,7 +14,7 @@ from djanet import train as engine
 from djanet.checkpoint import atomic_torch_save, load_checkpoint
 from djanet.cli import main as cli_main
 from djanet.config import get_config
-from djanet.data import FourViewDataset, read_train
+from djanet.data import FourViewDataset, prepare_data, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 
@@ -34,7 +34,7 @@ def _weights(path):
 
 def fixed_batch(cfg):
     """(training split, one four-view batch: 4 identities x 2 pairs), seeded."""
-    split, _ = read_train("sysu", engine.prepare_data(cfg))
+    split, _ = read_train("sysu", prepare_data(cfg))
     ds = FourViewDataset(split, cfg.data.img_size)
     labels = sorted(set(split.visible.labels.tolist()) & set(split.infrared.labels.tolist()))[:4]
     pairs = [(int((split.visible.labels == c).nonzero()[0][0]), int((split.infrared.labels == c).nonzero()[0][0]))
@@ -167,7 +167,7 @@ def test_resume_from_another_architecture_says_what_differs(cache_dir, tmp_path)
 def test_missing_data_root_is_named(tmp_path):
     cfg = tiny(str(tmp_path), tmp_path, data_root=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        engine.prepare_data(cfg)
+        prepare_data(cfg)
 
 
 @pytest.mark.slow
@@ -232,9 +232,8 @@ def test_training_from_the_memory_mapped_cache(cache_dir, tmp_path):
 
 @pytest.mark.slow
 def test_regdb_trials_train_one_model_per_trial_and_combine(cache_dir, tmp_path):
-    from djanet.evaluate import regdb_all_trials
     cfg = tiny(cache_dir, tmp_path, dataset="regdb", epochs=1)
-    results = regdb_all_trials(cfg, trials=(1, 2))
+    results = engine.regdb_all_trials(cfg, trials=(1, 2))
     assert set(results) == {"v2t/pool", "v2t/bn", "t2v/pool", "t2v/bn"}
     assert len(results["v2t/bn"].rows) == 2            # one row per trial, mean and std over them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regdb-tiny-djanet-trial1", "regdb-tiny-djanet-trial2"]

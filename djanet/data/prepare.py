@@ -1,0 +1,25 @@
+"""Which dataset folder a run reads: a translated copy, the user's data_root, or synthetic data."""
+from __future__ import annotations
+
+from pathlib import Path
+from ..config import TrainConfig
+
+
+def prepare_data(cfg: TrainConfig) -> Path:
+    """The dataset root to read: the translated copy, the user's data_root, or synthetic data."""
+    if cfg.data.translated_root:
+        root = Path(cfg.data.translated_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.translated_root={root} does not exist; create it with "
+                                    "`python -m djanet translate` or point it at a translated copy")
+        return root
+    if cfg.data.data_root:
+        root = Path(cfg.data.data_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.data_root={root} does not exist (expected the {cfg.data.dataset} "
+                                    "dataset folder; leave data_root unset to use synthetic data)")
+        return root
+    # Imported here: `python -m djanet.data.synthetic` must not find the module already loaded.
+    from .synthetic import ensure_synthetic
+    return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
+                                 ids=cfg.data.synthetic_ids, seed=0, size=cfg.data.synthetic_size))
