@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import atomic_torch_save, rng_state, set_rng_state
+from .console import progress
 from .runtime import resolve_device
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -398,8 +399,7 @@ class _ImageBank:
 def _progress(it: Iterable, desc: str, quiet: bool, total: int | None = None):
     if quiet:
         return it
-    from tqdm.auto import tqdm
-    return tqdm(it, desc=desc, total=total, leave=False)
+    return progress(it, desc=desc, total=total)
 
 
 # --------------------------------------------------------------------------- checkpoints and training

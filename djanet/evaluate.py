@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .checkpoint import atomic_path, atomic_write_text
 from .config import TrainConfig
+from .console import progress
 from .data import EvalSplit, ImageDataset, ImageList, prepare_data, read_test
 from .data.readers import DIRECTIONS
 from .protocols import ProtocolResult, evaluate_split
@@ -35,7 +35,7 @@ def extract_features(model: "DJANet", images: ImageList, modality: str, img_size
     loader = DataLoader(ImageDataset(images, img_size), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
     pools, bns = [], []
-    for batch, _ in tqdm(loader, desc=f"features ({modality})", leave=False, disable=quiet):
+    for batch, _ in progress(loader, desc=f"features ({modality})", unit="batches", disable=quiet):
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             pool, bn = model.extract(batch.to(device), modality)
         pools.append(pool.float().cpu().numpy())

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
 from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, override, to_dict
+from .console import progress, shown
 from .data import IdentitySampler, TrainSplit, batch_size, four_view_loader, prepare_data, read_train
 from .evaluate import evaluate, evaluate_split_features, extract_features  # noqa: F401
 from .losses import DJANetLoss
@@ -206,7 +206,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
         history, best = list(ckpt["history"]), dict(ckpt["best"])
         resume_rng = ckpt["rng"] if start_step else None
         if world.is_main:
-            print(f"resuming {resume} at epoch {start_epoch + 1}, step {start_step}")
+            print(f"resuming {shown(resume)} at epoch {start_epoch + 1}, step {start_step}")
     train_model = world.wrap(model)
 
     sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
@@ -214,7 +214,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     writer = _tensorboard(cfg, out) if world.is_main else None
     selection = "val" if cfg.select_on == "val" else "test (peeking: selected on the test set)"
     if world.is_main:
-        print(f"run folder: {out}  (checkpoints in {ckpt_dir}; model selection on {selection})")
+        print(f"run folder: {shown(out)}  (checkpoints in checkpoints/; model selection on {selection})")
 
     epoch, step, last_rng = start_epoch, start_step, rng_state()
     try:
@@ -233,8 +233,8 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                 set_rng_state(resume_rng)
                 resume_rng = None
             last_rng = rng_state()
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), leave=False,
-                       disable=cfg.quiet or not world.is_main)
+            bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), unit="steps",
+                           disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
                 try:
                     stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device)
