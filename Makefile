@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make test   installs the package with its test extras and runs the test suite
 #   make book   installs the book extras, runs the five notebooks headless, builds the HTML book
+# and one to work on the notebooks:
+#   make lab    installs the book extras and a Jupyter kernel named $(KERNEL), starts JupyterLab on notebooks/
 # Parameters forwarded to the notebooks: DATASET, DATA_ROOT, PRESET, DEVICE, EPOCHS.
 PYTHON   ?= python3
 DATASET  ?= sysu
@@ -9,12 +11,14 @@ DEVICE   ?= auto
 DATA_ROOT ?=
 EPOCHS   ?=
 PYTEST_ARGS ?=
+KERNEL   ?= djanet
+LAB_ARGS ?=
 
 NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html bench gpu-check clean
+.PHONY: install install-test install-book test test-fast book notebooks html urls lab bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -31,7 +35,10 @@ test: install-test
 test-fast: install-test
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-notebooks: install-book
+urls:  # the repository address of pyproject.toml, stamped into the notebooks and _config.yml
+	$(PYTHON) book/_ext/repository_url.py
+
+notebooks: install-book urls
 	mkdir -p book/executed
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
@@ -39,13 +46,17 @@ notebooks: install-book
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
 
-html: install-book
+html: install-book urls
 	@# jupyter-book 1.x has no `python -m jupyter_book`; call its CLI through this interpreter.
 	$(PYTHON) -c 'import sys; from jupyter_book.cli.main import main; sys.exit(main(prog_name="jupyter-book"))' \
 	  build . -W -n --keep-going
 	$(PYTHON) book/_ext/check_html.py _build/html
 
 book: notebooks html
+
+lab: install-book
+	$(PYTHON) -m ipykernel install --user --name $(KERNEL) --display-name "Python ($(KERNEL))"
+	$(PYTHON) -m jupyterlab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=$(KERNEL) $(LAB_ARGS)
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_metrics.py

@@ -6,6 +6,8 @@ RegDB and LLCM layouts.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -115,10 +117,36 @@ def test_html_check_finds_broken_links_anchors_and_images(tmp_path):
     assert any("nope.png" in p for p in problems)
 
 
+def _stream_outputs(path: Path) -> list[dict]:
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+
+
+@pytest.mark.slow
+def test_executed_notebooks_print_a_few_lines_and_no_machine_paths(book_run):
+    """Headless, a loop prints one line when it ends (no redraws, no stderr), and paths are relative."""
+    out, executed = book_run
+    for name, path in executed.items():
+        streams = _stream_outputs(path)
+        text = "".join(o.text for o in streams)
+        assert not [o for o in streams if o.name == "stderr"], f"{name}: stderr output {text[:500]}"
+        assert "\r" not in text, f"{name}: a progress bar redrew itself: {text[:500]}"
+        assert len(streams) <= 6 and text.count("\n") <= 40, f"{name}: {len(streams)} stream blocks"
+        outputs = nbformat.read(path, as_version=4).cells
+        assert str(out.parent) not in json.dumps([c.get("outputs", []) for c in outputs]), \
+            f"{name} shows an absolute path of the machine that ran it"
+    first = _stream_outputs(executed["01_data_preparation"])[0].text
+    assert first == "dataset sysu, preset tiny, 2 training epochs on cpu, files under out\n"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_book_builds_without_warnings_and_links_resolve(book_run, tmp_path):
-    """The HTML book from the executed notebooks: zero Sphinx warnings, every link and figure present."""
+    """The HTML book from the executed notebooks: zero Sphinx warnings, every link and figure present.
+
+    Built the way the README sets it up, with a virtual environment inside the checkout, whose
+    packages' pages and notebooks are no book source; the notebook pages carry launch buttons.
+    """
     import shutil
     import subprocess
     import sys
@@ -126,8 +154,13 @@ def test_book_builds_without_warnings_and_links_resolve(book_run, tmp_path):
     _, executed = book_run
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
+    for name in ("_config.yml", "_toc.yml", "pyproject.toml"):
         shutil.copy(ROOT / name, src / name)
+    package = src / ".venv" / "lib" / "python3.11" / "site-packages" / "somepkg"
+    package.mkdir(parents=True)
+    (package / "README.md").write_text("# Some package\n\nSee [the guide](guide.md) and {ref}`nowhere`.\n")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Example")]),
+                   package / "example.ipynb")
     shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("executed", "__pycache__"))
     (src / "djanet").symlink_to(ROOT / "djanet")  # autodoc documents this checkout
     (src / "book" / "executed").mkdir()
@@ -143,3 +176,73 @@ def test_book_builds_without_warnings_and_links_resolve(book_run, tmp_path):
     assert not problems, "\n".join(problems)
     images = list((src / "_build" / "html" / "_images").iterdir())
     assert any(p.suffix == ".png" for p in images) and any(p.name == "djanet_overview.svg" for p in images)
+    assert not list((src / "_build" / "html").rglob("somepkg")), "the .venv was read as book source"
+    _check_launch_buttons(src / "_build" / "html", tmp_path)
+
+
+def _check_launch_buttons(html: Path, tmp_path: Path) -> None:
+    """Every notebook page: Colab and Binder buttons that open the source notebook, no install cell."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("repository_url", ROOT / "book" / "_ext" / "repository_url.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    owner_name = module.repository_url(ROOT).removeprefix("https://github.com/")
+    for name in NOTEBOOKS:
+        page = (html / "book" / "executed" / f"{name}.html").read_text()
+        launch = re.search(r'<div class="dropdown dropdown-launch-buttons">.*?</ul>', page, re.S)
+        assert launch, f"{name}.html has no launch buttons"
+        links = set(re.findall(r'href="([^"]+)"', launch.group(0)))
+        assert links == {
+            f"https://colab.research.google.com/github/{owner_name}/blob/main/notebooks/{name}.ipynb",
+            f"https://mybinder.org/v2/gh/{owner_name}/main?urlpath=lab/tree/notebooks/{name}.ipynb"}, links
+        assert page.count(f"colab.research.google.com/github/{owner_name}/blob/main/notebooks/{name}.ipynb") == 2
+        assert "DJANET_SOURCE" not in page, f"{name}.html shows the install cell"
+        assert str(tmp_path) not in page
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_first_cell_installs_djanet_into_a_fresh_kernel(tmp_path):
+    """Notebook 01 in a new virtual environment without djanet, as on Colab: its first cell installs it.
+
+    The environment reuses this interpreter's installed packages (torch, papermill, ipykernel...)
+    through a path file, so nothing is downloaded; the path files *inside* that folder are not run,
+    among them the hook of an editable djanet install, so djanet itself is not importable there
+    (checked first). The install source is a copy of this checkout, and pip works offline.
+    """
+    import shutil
+    import site
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "outer_site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANET_PROGRESS")}
+    probe = [python, "-c", "import importlib.util as u; s = u.find_spec('djanet'); print(s and s.origin)"]
+    found = subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.strip()
+    if found != "None":
+        pytest.skip(f"djanet is installed as plain files ({found}), which this environment cannot hide")
+
+    source = tmp_path / "checkout"
+    shutil.copytree(ROOT / "djanet", source / "djanet", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    env.update(DJANET_SOURCE=str(source), PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0")
+    target = tmp_path / "01.ipynb"
+    proc = subprocess.run([python, "-m", "papermill", str(ROOT / "notebooks" / "01_data_preparation.ipynb"),
+                           str(target), "--cwd", str(tmp_path), "-k", "python3", "--no-progress-bar",
+                           "-p", "preset", "tiny", "-p", "out_dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(target, as_version=4)
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert "DJANET_SOURCE" in install.source and install.outputs == [], install.outputs  # quiet
+    assert (tmp_path / "out" / "data" / "sysu" / "summary.json").is_file()
+    found = subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.strip()
+    assert found.startswith(purelib), f"djanet now imports from {found}, not from the new environment"
