@@ -4,7 +4,8 @@ Modules, one concern each: `config` (presets), `data` (synthetic data, readers,
 sampler, augmentations), `backbone`/`mamba`/`align`/`model` (the network),
 `losses`, `metrics`/`protocols` (evaluation), `runtime` (device, model from a checkpoint)
 below `evaluate` below `train` (the engine),
-`cyclegan` and `translate` (image-level alignment), `gap` and `viz` (analysis for the book).
+`cyclegan` and `translate` (image-level alignment), `gap` and `viz` (analysis for the book),
+`console` (progress and paths as a reader sees them), `book` (the notebooks' one setup call).
 """
 from .config import get_config
 
