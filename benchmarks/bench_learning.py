@@ -32,6 +32,7 @@ from djanet import train as engine
 from djanet.config import get_config, override
 from djanet.data import read_test
 from djanet.data.readers import DIRECTIONS
+from djanet.data.synthetic import grey_pixel_features
 from djanet.evaluate import evaluate_split_features, pixel_baseline, random_baseline, split_features
 from djanet.gap import cross_modal_share, modality_gap
 from djanet.model import DJANet
@@ -66,7 +67,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
     """Train-or-load one run per seed (None: untrained weights), evaluate, measure the gap."""
     rows = []
     for seed in seeds:
-        scfg = override(cfg, seed=seed)
+        scfg = override(cfg, seed=seed, run_name=f"{engine.run_name(cfg)}-seed{seed}")
         if name == "untrained":
             torch.manual_seed(seed)
             model = DJANet.from_config(cfg.model, num_classes=10, img_size=cfg.data.img_size).to(device)
@@ -100,9 +101,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=order)
     out["runs"] = n
     for c in cols:
-        out[c] = [f"{m:.2f}" if c in GAP or c in ("r1_within", "r1_cross") else f"{m:.1f}"
-                  if k == 1 or np.isnan(s) else
-                  (f"{m:.2f} ± {s:.2f}" if c in GAP or c in ("r1_within", "r1_cross") else f"{m:.1f} ± {s:.1f}")
+        digits = 2 if c in GAP or c in ("r1_within", "r1_cross") else 1
+        out[c] = [f"{m:.{digits}f}" if k == 1 or np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
                   for m, s, k in zip(mean[c], std[c], n)]
     pixels = mean.loc["grey pixels"]
     out["R1 / pixels"] = [f"{v:.2f}x" for v in mean["r1"] / pixels["r1"]]
@@ -141,7 +141,9 @@ def main() -> None:
           f"{cfg.optim.epochs} epochs; threads {torch.get_num_threads()}", flush=True)
 
     rows = [row("random features", "-", random_baseline(cfg)[f"{direction}/random"]),
-            row("grey pixels", "-", pixel_baseline(cfg)[f"{direction}/pixels"])]
+            row("grey pixels", "-", pixel_baseline(cfg)[f"{direction}/pixels"], gap_numbers(
+                {f"{side}_bn": grey_pixel_features(getattr(split, side).paths, cfg.data.img_size)
+                 for side in ("query", "gallery")}, split))]
     rows += network_rows("untrained", cfg, split, direction, a.seeds, device)
     for name in a.models:
         rows += network_rows(name, override(cfg, **VARIANTS[name]), split, direction, a.seeds, device)
