@@ -33,7 +33,7 @@ from djanet.config import get_config, override
 from djanet.data import read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
-from djanet.evaluate import evaluate_split_features, pixel_baseline, random_baseline, split_features
+from djanet.evaluate import evaluate_split_features, split_baselines, split_features
 from djanet.gap import cross_modal_share, modality_gap
 from djanet.model import DJANet
 
@@ -140,8 +140,9 @@ def main() -> None:
           f"{len(split.query)} queries, {len(split.gallery)} gallery candidates; preset {a.preset}, "
           f"{cfg.optim.epochs} epochs; threads {torch.get_num_threads()}", flush=True)
 
-    rows = [row("random features", "-", random_baseline(cfg)[f"{direction}/random"]),
-            row("grey pixels", "-", pixel_baseline(cfg)[f"{direction}/pixels"], gap_numbers(
+    floor = split_baselines(split, cfg.data.img_size, cfg.eval_trials)
+    rows = [row("random features", "-", floor["random"]),
+            row("grey pixels", "-", floor["pixels"], gap_numbers(
                 {f"{side}_bn": grey_pixel_features(getattr(split, side).paths, cfg.data.img_size)
                  for side in ("query", "gallery")}, split))]
     rows += network_rows("untrained", cfg, split, direction, a.seeds, device)
