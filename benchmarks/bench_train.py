@@ -1,16 +1,21 @@
-"""Training throughput on the cpu-demo preset: AGW vs DJANet, and data loading vs compute.
+"""Training throughput on the cpu-demo preset: AGW vs DJANet, data loading vs compute, threads.
 
-    python benchmarks/bench_train.py [--preset cpu-demo] [--steps 6] [--device auto]
+    python benchmarks/bench_train.py [--preset cpu-demo] [--steps 6] [--device auto] [--threads]
 
 Both models and the loader are measured in this one run, side by side, so the
 ratios are comparable.  Images/second counts all four views (4 x P x K images per
 step).  The loader is measured on its own (iterating batches without the model)
 and compared with the compute time per step: the loader must not be the bottleneck
 (with `data.workers` processes it runs in parallel with the step).
+
+`--threads` also times the DJANet step with one torch thread and with torch's default (one per
+core), each on an idle machine and beside a busy neighbour (a second process multiplying
+matrices on one thread), side by side: the reason the small presets set `threads=1`.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import time
 
 import torch
@@ -20,7 +25,9 @@ from djanet.config import get_config, override
 from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, prepare_data, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
-from djanet.runtime import resolve_device
+from djanet.runtime import resolve_device, set_threads
+
+TORCH_DEFAULT_THREADS = torch.get_num_threads()   # read before any preset changes it
 
 
 def time_loader(split, cfg, steps: int) -> float:
@@ -49,13 +56,46 @@ def time_steps(split, cfg, batch, steps: int, device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def _busy(stop) -> None:
+    """A CPU-bound neighbour: one thread of matrix products until told to stop."""
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    while not stop.is_set():
+        a = torch.tanh(a @ a)
+
+
+def time_threads(split, cfg, batch, steps: int, device) -> None:
+    """DJANet step time for 1 thread vs torch's default, idle and beside a busy process."""
+    default = TORCH_DEFAULT_THREADS
+    rows = []
+    for busy in (False, True):
+        stop, proc = mp.Event(), None
+        if busy:
+            proc = mp.get_context("spawn").Process(target=_busy, args=(stop,), daemon=True)
+            proc.start()
+            time.sleep(1.0)
+        for threads in (1, default):
+            torch.set_num_threads(threads)
+            rows.append((busy, threads, time_steps(split, cfg, batch, steps, device)))
+        if proc is not None:
+            stop.set()
+            proc.join()
+    torch.set_num_threads(cfg.threads or default)
+    print(f"\n{'neighbour':12s}{'threads':>8s}{'s/step':>10s}{'vs 1 thread idle':>18s}")
+    base = rows[0][2]
+    for busy, threads, sec in rows:
+        print(f"{'busy' if busy else 'idle':12s}{threads:8d}{sec:10.3f}{sec / base:17.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-demo")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", action="store_true", help="also compare thread counts, idle and busy")
     args = parser.parse_args()
     cfg = get_config(args.preset, device=args.device)
+    set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     split, _ = read_train(cfg.data.dataset, prepare_data(cfg))
     images_per_step = 4 * batch_size(cfg.data)
@@ -79,6 +119,8 @@ def main() -> None:
     print(f"DJANet / AGW step time: {dja_s / agw_s:.2f}x")
     print(f"loading / DJANet compute: {load_s / dja_s:.2f}x per process "
           f"(with {cfg.data.workers} workers: {load_s / max(cfg.data.workers, 1) / dja_s:.2f}x)")
+    if args.threads:
+        time_threads(split, cfg, batch, args.steps, device)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .console import progress
 from .data import EvalSplit, ImageDataset, ImageList, prepare_data, read_test
 from .data.readers import DIRECTIONS
 from .protocols import ProtocolResult, evaluate_split
-from .runtime import load_model, resolve_device
+from .runtime import load_model, resolve_device, set_threads
 
 if TYPE_CHECKING:
     from .model import DJANet
@@ -69,6 +69,7 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     checkpoint's run folder).
     """
     device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
     model, _ = load_model(checkpoint, device=str(device))
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
     results: dict[str, ProtocolResult] = {}
@@ -99,13 +100,44 @@ def _save_features(path: Path, feats: dict[str, np.ndarray], split: EvalSplit) -
                  query_paths=np.array(split.query.paths), gallery_paths=np.array(split.gallery.paths))
 
 
+def split_baselines(split: EvalSplit, img_size, trials: int, seed: int = 0,
+                    dim: int = 512) -> dict[str, ProtocolResult]:
+    """The floor and the chance level of one split, through the same protocol as a model.
+
+    ``pixels``: each image resized to `img_size`, in grey, flattened, zero-mean and unit-norm
+    (no learning at all).  ``random``: random unit vectors; chance is not 1/#identities, since the
+    metrics depend on how many true matches each query has in the sampled gallery, so it is
+    measured rather than computed.
+    """
+    from .data.synthetic import grey_pixel_features
+    rng = np.random.default_rng(seed)
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    return {
+        "pixels": evaluate_split(split, grey_pixel_features(split.query.paths, img_size),
+                                 grey_pixel_features(split.gallery.paths, img_size),
+                                 trials=trials, feature_name="pixels"),
+        "random": evaluate_split(split, unit(len(split.query)), unit(len(split.gallery)),
+                                 trials=trials, feature_name="random"),
+    }
+
+
+def baselines(cfg: TrainConfig) -> dict[str, ProtocolResult]:
+    """Grey pixels and random features on every test protocol: keys `<direction>/pixels|random`."""
+    return {f"{direction}/{name}": res
+            for direction, split, trials in _test_splits(cfg)
+            for name, res in split_baselines(split, cfg.data.img_size, trials, cfg.seed).items()}
+
+
 def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
     """The same protocols on raw grey pixels (no learning): the floor a model must beat."""
-    from .data.synthetic import grey_pixel_features
-    results = {}
-    for direction, split, trials in _test_splits(cfg):
-        results[f"{direction}/pixels"] = evaluate_split(
-            split, grey_pixel_features(split.query.paths, cfg.data.img_size),
-            grey_pixel_features(split.gallery.paths, cfg.data.img_size),
-            trials=trials, feature_name="pixels")
-    return results
+    return {k: v for k, v in baselines(cfg).items() if k.endswith("/pixels")}
+
+
+def random_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
+    """The same protocols on random features: the chance level."""
+    return {k: v for k, v in baselines(cfg).items() if k.endswith("/random")}
+

@@ -1,4 +1,4 @@
-"""Where a model runs: the device a spec names, and a model rebuilt from its checkpoint.
+"""Where a model runs: the device a spec names, torch's CPU threads, a model rebuilt from its checkpoint.
 
 Both the training engine and the evaluation import these, so they sit below both.
 """
@@ -21,6 +21,17 @@ def resolve_device(spec: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={spec!r} but CUDA is not available here; use device='cpu' or 'auto'")
     return dev
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None leaves torch's default of one per core).
+
+    One thread is the default because it stays fast when the machine is busy: on a 2-core machine
+    with another process at work, a cpu-demo step took 6.4 s with torch's two threads and 0.37 s
+    with one (their OpenMP threads wait on each other for a core); see benchmarks/bench_train.py.
+    """
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:

@@ -38,7 +38,7 @@ from .evaluate import evaluate, evaluate_split_features, extract_features  # noq
 from .losses import DJANetLoss
 from .model import DJANet
 from .protocols import ProtocolResult, combine
-from .runtime import load_model, resolve_device  # noqa: F401  (load_model: kept importable from here)
+from .runtime import load_model, resolve_device, set_threads  # noqa: F401  (load_model: kept importable here)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -117,7 +117,8 @@ def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list
 
 
 def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, device: torch.device) -> dict[str, float]:
+               scaler: torch.amp.GradScaler | None, device: torch.device, epoch: int | None = None
+               ) -> dict[str, float]:
     """One optimisation step on a four-view batch; returns the named losses and ID accuracy."""
     v1, v2, i1, i2, lv, li = (t.to(device, non_blocking=True) for t in batch)
     labels = torch.cat([lv, lv, li, li])
@@ -126,7 +127,7 @@ def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimi
         out = model(v1, v2, i1, i2)
     # Losses in fp32: the triplet distances and the entropy weights are precision-sensitive.
     out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
-    losses = loss_fn(out, labels)
+    losses = loss_fn(out, labels, epoch)
     bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
     if bad:
         raise NonFiniteLossError(", ".join(f"{k}={losses[k].item()}" for k in bad))
@@ -172,6 +173,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     """
     world = dist_utils.setup()
     device = resolve_device(cfg.device) if not world.distributed else world.device
+    set_threads(cfg.threads)
     out = run_dir(cfg)
     ckpt_dir = out / "checkpoints"
     if world.is_main:
@@ -181,7 +183,8 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     root = prepare_data(cfg)
     holdout = cfg.select_on == "val"
     split, val_split = read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=holdout,
-                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed)
+                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed,
+                                  max_ids=cfg.data.train_ids)
     if cfg.select_on == "test":
         from .data import read_test
         val_split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial)
@@ -237,7 +240,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                            disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
                 try:
-                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device)
+                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device, epoch)
                 except NonFiniteLossError as exc:
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {exc}; the run stopped and "

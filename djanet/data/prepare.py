@@ -22,4 +22,5 @@ def prepare_data(cfg: TrainConfig) -> Path:
     # Imported here: `python -m djanet.data.synthetic` must not find the module already loaded.
     from .synthetic import ensure_synthetic
     return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
-                                 ids=cfg.data.synthetic_ids, seed=0, size=cfg.data.synthetic_size))
+                                 ids=cfg.data.synthetic_ids, seed=cfg.data.synthetic_seed,
+                                 size=cfg.data.synthetic_size))
