@@ -117,11 +117,11 @@ def split_baselines(split: EvalSplit, img_size, trials: int, seed: int = 0,
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     return {
+        "random": evaluate_split(split, unit(len(split.query)), unit(len(split.gallery)),
+                                 trials=trials, feature_name="random"),
         "pixels": evaluate_split(split, grey_pixel_features(split.query.paths, img_size),
                                  grey_pixel_features(split.gallery.paths, img_size),
                                  trials=trials, feature_name="pixels"),
-        "random": evaluate_split(split, unit(len(split.query)), unit(len(split.gallery)),
-                                 trials=trials, feature_name="random"),
     }
 
 
