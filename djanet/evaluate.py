@@ -82,13 +82,18 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
              out_dir: str | os.PathLike | None = None) -> dict[str, ProtocolResult]:
     """Evaluate a checkpoint on the test protocol(s) of `cfg.data.dataset`.
 
+    The model is rebuilt from the checkpoint's own configuration; `cfg` chooses the test data
+    and device, and a model option of `cfg` that disagrees with the checkpoint raises ValueError
+    (`djanet.saved_config.config_for_test` turns a checkpoint's config into a test config).
     Returns results keyed `"<direction>/<feature>"` (e.g. `"i2v/bn"`), and writes
     `metrics.json` and `features_<direction>.npz` into `out_dir` (default: the
     checkpoint's run folder).
     """
+    from .saved_config import check_same_model
     from .train import load_model, resolve_device
     device = resolve_device(cfg.device)
-    model, _ = load_model(checkpoint, device=str(device))
+    model, saved = load_model(checkpoint, device=str(device))
+    check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
     results: dict[str, ProtocolResult] = {}
     for direction, split, trials in _test_splits(cfg, directions):

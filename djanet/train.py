@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
+from . import runs
 from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, from_dict, to_dict
@@ -172,8 +173,12 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, st
     }
 
 
-def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFrame:
+def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Train `cfg` from scratch, or continue from `resume`; returns the per-epoch history.
+
+    A run folder that already holds checkpoints is never trained over silently: without
+    `resume` it raises `runs.RunExistsError`, unless `overwrite=True` deletes them first
+    (`fit_or_load` and the `train` command continue a run instead; see djanet.runs).
 
     Writes `config.json`, `history.csv`/`history.json`, TensorBoard scalars and
     `checkpoints/last.pt` (every epoch) and `checkpoints/best.pt` under `run_dir(cfg)`.
@@ -182,7 +187,13 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     device = resolve_device(cfg.device) if not world.distributed else world.device
     out = run_dir(cfg)
     ckpt_dir = out / "checkpoints"
+    if resume is None and not overwrite and runs.has_checkpoints(out):
+        raise runs.RunExistsError(f"run folder {out} already holds checkpoints; pass resume=PATH to continue "
+                                  "(or use fit_or_load), overwrite=True to start over, or another run_name")
     if world.is_main:
+        if overwrite and resume is None:
+            runs.clear_run(out)
+        runs.clear_stale_temporaries(out)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
@@ -275,9 +286,11 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                             "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
                                    epoch + 1, 0, history, best)
-                atomic_torch_save(ckpt, ckpt_dir / "last.pt")
+                # best.pt first: a run killed between the two writes resumes from the older last.pt
+                # and redoes this epoch, so best.pt is never behind the best that last.pt records.
                 if improved or (val_split is None and last_epoch):
                     atomic_torch_save(ckpt, ckpt_dir / "best.pt")
+                atomic_torch_save(ckpt, ckpt_dir / "last.pt")
                 _write_history(out, history, writer)
             world.barrier()
     except KeyboardInterrupt:
