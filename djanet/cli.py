@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
         rerank = _rerank_from_args(args)
         results = ev.evaluate(cfg, args.resume, directions=directions, flip=args.flip, rerank=rerank)
         _print_results(results)
-        print(f"metrics written to {Path(args.resume).resolve().parent.parent / 'metrics.json'}")
+        print(f"metrics written to {ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)}")
         return 0
 
     cfg = config_from_args(args)
