@@ -249,7 +249,8 @@ def _run(args: argparse.Namespace) -> int:
             if plan.action != "finished":
                 tr_mod.fit(cfg, resume=plan.resume)
             elif int(os.environ.get("RANK", "0")) == 0:   # a kill after the last checkpoint, before the logs
-                tr_mod._write_history(out, plan.history, None)
+                from .runs import complete_finished
+                complete_finished(out, plan)
         print(f"checkpoints: {out / 'checkpoints'}; logs: {out / 'history.csv'}")
         if not args.no_eval and int(os.environ.get("RANK", "0")) == 0:
             best = out / "checkpoints" / "best.pt"

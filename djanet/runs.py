@@ -3,8 +3,9 @@
 A run folder is the user's work, so re-running the same command never destroys it:
 
 * no checkpoints: train from scratch;
-* checkpoints of the same configuration: continue from the furthest one (`last.pt`, or
-  `interrupted.pt` after Ctrl-C), or do nothing when the run is finished;
+* checkpoints of the same configuration: continue from the furthest one (`last.pt`;
+  `interrupted.pt` after Ctrl-C; `best.pt`, written just before `last.pt`, when a kill fell
+  between the two), or do nothing when the run is finished;
 * checkpoints of another configuration: refuse, naming the folder, the differences and the
   flags that decide (`--resume PATH` continues anyway, `--overwrite` starts over).
 
@@ -50,12 +51,16 @@ def has_checkpoints(folder: str | os.PathLike) -> bool:
 
 
 def furthest_checkpoint(folder: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
-    """(path, checkpoint) of whichever of last.pt / interrupted.pt got further (epoch, step)."""
+    """(path, checkpoint) of whichever checkpoint got furthest (epoch, step); last.pt on ties.
+
+    Each of last.pt, interrupted.pt and best.pt holds the full training state of its moment.
+    """
     ckpt_dir = Path(folder) / "checkpoints"
-    saved = {p: load_checkpoint(p) for p in (ckpt_dir / "last.pt", ckpt_dir / "interrupted.pt") if p.is_file()}
+    saved = {ckpt_dir / name: load_checkpoint(ckpt_dir / name) for name in CHECKPOINTS
+             if (ckpt_dir / name).is_file()}
     if not saved:
         return None
-    path = max(saved, key=lambda p: (saved[p]["epoch"], saved[p]["step"]))
+    path = max(saved, key=lambda p: (saved[p]["epoch"], saved[p]["step"]))   # first maximum: last.pt
     return path, saved[path]
 
 
@@ -79,18 +84,15 @@ def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 def plan_run(cfg: TrainConfig, folder: str | os.PathLike) -> RunPlan:
     """Decide what training `cfg` into `folder` should do, without touching anything.
 
-    Raises RunExistsError when the folder's checkpoints come from another configuration (or
-    hold only best.pt), naming the folder, the differences and the flags that decide.
+    Raises RunExistsError when the folder's checkpoints come from another configuration,
+    naming the folder, the differences and the flags that decide.
     """
     folder = Path(folder)
-    if not has_checkpoints(folder):
-        return RunPlan("fresh", None, f"new run in {folder}")
     found = furthest_checkpoint(folder)
+    if found is None:
+        return RunPlan("fresh", None, f"new run in {folder}")
     decide = ("pass --resume PATH to continue it anyway, --overwrite to delete its checkpoints and start "
               "over, or --run-name NAME to train a new run next to it")
-    if found is None:
-        raise RunExistsError(f"run folder {folder} holds checkpoints/best.pt but no last.pt to continue from; "
-                             + decide)
     path, ckpt = found
     changes = config_changes(ckpt["config"], cfg)
     if changes:
@@ -104,6 +106,22 @@ def plan_run(cfg: TrainConfig, folder: str | os.PathLike) -> RunPlan:
     where = f"epoch {ckpt['epoch']} of {epochs}" + (f", step {ckpt['step']}" if ckpt["step"] else "")
     return RunPlan("continue", path, f"run folder {folder} already holds {path.name} ({where}); continuing "
                                      "from it (--overwrite starts over)")
+
+
+def complete_finished(folder: str | os.PathLike, plan: RunPlan) -> None:
+    """Make a finished run's last.pt and history whole again after a kill at its very end.
+
+    The kill may fall between best.pt and last.pt of the final epoch, or before the history
+    files were written; both are rebuilt from the furthest checkpoint (atomically).
+    """
+    from .checkpoint import atomic_torch_save
+    from .train import _write_history
+    folder = Path(folder)
+    clear_stale_temporaries(folder)
+    if plan.resume is not None and plan.resume.name != "last.pt":
+        atomic_torch_save(load_checkpoint(plan.resume), folder / "checkpoints" / "last.pt")
+    if plan.history:
+        _write_history(folder, plan.history, None)
 
 
 def clear_run(folder: str | os.PathLike) -> None:
