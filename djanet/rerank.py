@@ -34,7 +34,7 @@ import numpy as np
 __all__ = ["RerankConfig", "rerank", "rerank_distances", "reference_rerank"]
 
 _BLOCK_ELEMENTS = 1 << 22     # distances per row block (~32 MiB of float64)
-_PAIR_BUDGET = 1 << 22        # (query entry, gallery entry) pairs expanded at once in the Jaccard step
+_PAIR_BUDGET = 1 << 21        # (query entry, gallery entry) pairs expanded at once in the Jaccard step
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,15 @@ class _FeatureDistances:
         return d
 
     def at(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        d = self.sq[i] + self.sq[j] - 2.0 * np.einsum("ij,ij->i", self.x[i], self.x[j])
-        return np.where(i == j, 0.0, np.maximum(d, 0.0)).astype(np.float64)
+        """d(i[t], j[t]) for each t, gathering feature rows a bounded chunk of pairs at a time."""
+        out = np.empty(len(i), dtype=np.float64)
+        step = max(1, _BLOCK_ELEMENTS // (2 * self.x.shape[1]))
+        for a in range(0, len(i), step):
+            ii, jj = i[a:a + step], j[a:a + step]
+            dot = np.einsum("ij,ij->i", self.x[ii], self.x[jj])
+            out[a:a + step] = np.maximum(self.sq[ii] + self.sq[jj] - 2.0 * dot, 0.0)
+        out[i == j] = 0.0
+        return out
 
 
 class _MatrixDistances:
