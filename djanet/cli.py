@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--tvsearch", type=_bool, default=None,
                       help="RegDB: thermal->visible (True) or visible->thermal (False); default both")
     test.add_argument("--trials", type=int, default=None, help="gallery trials (SYSU/LLCM, default 10)")
-    test.set_defaults(preset=None)   # the checkpoint carries its configuration; --preset only double-checks it
+    test.set_defaults(preset=None, dataset=None)   # from the checkpoint; --preset only double-checks it
     test.add_argument("--flip", action="store_true",
                       help="average each image's features with its horizontal flip's")
     test.add_argument("--rerank", action="store_true",
