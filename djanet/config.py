@@ -24,6 +24,7 @@ class DataConfig:
     cache_dir: str = "~/.cache/djanet"    # where synthetic datasets and array caches live
     synthetic_ids: int | None = None      # identities of the generated dataset (None: layout default)
     synthetic_size: tuple[int, int] = (128, 64)  # (H, W) of generated images
+    synthetic_seed: int = 0               # draw of the synthetic dataset (another seed: another dataset)
     img_size: tuple[int, int] = (384, 192)  # (H, W) the network sees
     ids_per_batch: int = 24               # P: identities per batch (seed's --batch-size)
     num_pos: int = 4                      # K: images per identity and modality (seed's --num_pos)
@@ -31,6 +32,9 @@ class DataConfig:
     mode: str = "all"                     # SYSU-MM01 search mode: all | indoor
     workers: int = 4                      # DataLoader worker processes (0: main process)
     use_cache: bool = False               # read training images from the memory-mapped array cache
+    pad_fraction: float = 0.05            # pad+crop shift as a fraction of the width (paper: 10 px at 192)
+    erasing_p: float = 0.5                # random-erasing probability of each training view
+    train_ids: int | None = None          # train on the first N training identities only (CPU budgets)
     val_fraction: float = 0.1             # training ids held out for model selection (not SYSU: it ships val ids)
 
 
@@ -51,6 +55,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     margin: float = 0.7                   # batch-hard triplet margin (seed script 0.7; AGW 0.3)
+    triplet_warmup: int = 0               # epochs on the other losses alone before the triplet joins
     complementary: bool = True            # complementary learning loss on layer4 maps
     id_weight: float = 1.0
     triplet_weight: float = 1.0
@@ -85,7 +90,8 @@ class TrainConfig:
     eval_every: int = 1                   # epochs between validation evaluations (0: only at the end)
     select_on: str = "val"                # model selection split: val | test (test is labelled peeking)
     eval_trials: int = 10                 # gallery trials in the final evaluation
-    max_steps_per_epoch: int | None = None  # cap on iterations per epoch (smoke runs)
+    max_steps_per_epoch: int | None = None  # cap on iterations per epoch (CPU budgets, smoke runs)
+    threads: int | None = None            # torch CPU threads (None: torch's default, one per core)
     quiet: bool = False                   # no progress bars
     tensorboard: bool = True              # write TensorBoard scalars when tensorboard is installed
 
@@ -108,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Seconds; for tests and smoke runs.
     "tiny": {
         "data.img_size": (64, 32), "data.ids_per_batch": 4, "data.num_pos": 2, "data.workers": 0,
-        "data.synthetic_size": (64, 32),
+        "data.synthetic_size": (64, 32), "data.synthetic_ids": 16, "threads": 1,
         "model.arch": "resnet18", "model.align_dim": 32, "model.attn_heads": 4, "model.d_state": 8,
         "optim.epochs": 2, "optim.warmup_epochs": 1, "optim.milestones": (1,),
         "eval_trials": 2, "max_steps_per_epoch": 2, "quiet": True, "tensorboard": False,
@@ -182,6 +188,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
     if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:
         raise ValueError(f"data.trial={cfg.data.trial}; RegDB trials are 1..10")
+    if not 0 <= cfg.data.pad_fraction < 0.5 or not 0 <= cfg.data.erasing_p <= 1:
+        raise ValueError(f"data.pad_fraction={cfg.data.pad_fraction} must be in [0, 0.5) and "
+                         f"data.erasing_p={cfg.data.erasing_p} in [0, 1]")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"threads={cfg.threads}; expected None (torch's default) or >= 1")
     if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
         raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")

@@ -43,7 +43,7 @@ def prepare_data(cfg: TrainConfig) -> Path:
                                     "dataset folder; leave data_root unset to use synthetic data)")
         return root
     return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
-                                 ids=cfg.data.synthetic_ids, seed=0, size=cfg.data.synthetic_size))
+                                 ids=cfg.data.synthetic_ids, seed=cfg.data.synthetic_seed, size=cfg.data.synthetic_size))
 
 
 @torch.no_grad()
@@ -116,8 +116,9 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     and the files (`metrics+flip.json`, `features_<direction>+flip.npz`).
     """
     from .saved_config import check_same_model
-    from .train import load_model, resolve_device
+    from .train import load_model, resolve_device, set_threads
     device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
     model, saved = load_model(checkpoint, device=str(device))
     check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
     if rerank is True:
@@ -166,6 +167,23 @@ def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
             grey_pixel_features(split.gallery.paths, cfg.data.img_size),
             trials=trials, feature_name="pixels")
     return results
+
+
+def random_baseline(cfg: TrainConfig, dim: int = 512, seed: int = 0) -> dict[str, ProtocolResult]:
+    """The same protocols on random unit vectors: chance level, as the protocol measures it.
+
+    Chance is not 1/#identities: the metrics depend on how many true matches each query has in
+    the sampled gallery, so the chance row is measured, not computed.
+    """
+    rng = np.random.default_rng(seed)
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    return {f"{direction}/random": evaluate_split(split, unit(len(split.query)), unit(len(split.gallery)),
+                                                  trials=trials, feature_name="random")
+            for direction, split, trials in _test_splits(cfg)}
 
 
 def regdb_all_trials(cfg: TrainConfig, trials=range(1, 11)) -> dict[str, ProtocolResult]:

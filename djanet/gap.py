@@ -13,6 +13,14 @@ Three complementary measures on a set of features with identity and modality lab
   divided by mean within-modal positive distance (same identity, same modality). 1.0 means
   a matching image in the other modality is as close as one in the same modality.
 
+And one retrieval measure that `pos_ratio` cannot mislead (`pos_ratio` also grows when
+same-modality distances shrink faster than cross-modality ones):
+
+* ``cross_share``: infrared->visible rank-1 divided by visible->visible rank-1 across cameras,
+  on the same identities and the same visible gallery (`cross_modal_share`). 1.0 means that
+  whatever a feature can match within the visible modality it also matches from infrared; near 0
+  means matching does not survive the change of modality.
+
 Only NumPy and scikit-learn; features are used as given (pass L2-normalised features to
 measure what retrieval sees).
 """
@@ -125,6 +133,34 @@ def modality_gap(features: np.ndarray, pids: Sequence[int] | np.ndarray,
         "n": n,
         "dim": x.shape[1],
     }
+
+
+def _nearest_rank1(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarray | None = None) -> float:
+    d = _dist(q, g)
+    if exclude is not None:
+        d[exclude] = np.inf
+    return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids))
+
+
+def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, float]:
+    """How much of within-modality matching survives across modalities.
+
+    Gallery: every visible image.  ``r1_within``: each visible image queried against the visible
+    images of *other* cameras; ``r1_cross``: each infrared image queried against all visible
+    images; ``cross_share`` = r1_cross / r1_within (identities with no visible image in another
+    camera still count as queries: they are a miss for both).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    p, c = np.asarray(pids), np.asarray(cams)
+    m = _as_modality(modality, len(x))
+    vis, ir = m == 0, m == 1
+    if not vis.any() or not ir.any():
+        raise ValueError("cross_modal_share needs images of both modalities")
+    same_cam = c[vis][:, None] == c[vis][None, :]
+    within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=same_cam)
+    cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
+    return {"r1_within": within, "r1_cross": cross,
+            "cross_share": cross / within if within > 0 else float("nan")}
 
 
 def gap_table(sets: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], folds: int = 5,

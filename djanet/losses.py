@@ -78,19 +78,23 @@ def complementary_loss(feat_map: Tensor) -> Tensor:
 class DJANetLoss(nn.Module):
     """total = id_weight * id + triplet_weight * triplet + complementary_weight * complementary.
 
-    The complementary term is 0 (and not computed) when `loss_cfg.complementary` is False.
+    The complementary term is 0 (and not computed) when `loss_cfg.complementary` is False.  During
+    the first `loss_cfg.triplet_warmup` epochs (pass `epoch`, 0-based) the triplet term is reported
+    but not added: from random weights the batch-hard triplet alone pulls every feature together
+    (its value sticks at the margin) before the identity loss has made features worth ranking.
     """
 
     def __init__(self, loss_cfg: Any):
         super().__init__()
         self.cfg = loss_cfg
 
-    def forward(self, out: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
+    def forward(self, out: dict[str, Tensor], labels: Tensor, epoch: int | None = None) -> dict[str, Tensor]:
         c = self.cfg
+        triplet_on = epoch is None or epoch >= c.triplet_warmup
         losses = {"id": id_loss(out["logits"], labels),
                   "triplet": batch_hard_triplet(out["pool"], labels, c.margin)}
         losses["complementary"] = (complementary_loss(out["feat_map"]) if c.complementary
                                    else out["pool"].new_zeros(()))
-        losses["total"] = (c.id_weight * losses["id"] + c.triplet_weight * losses["triplet"]
+        losses["total"] = (c.id_weight * losses["id"] + c.triplet_weight * triplet_on * losses["triplet"]
                            + c.complementary_weight * losses["complementary"])
         return losses

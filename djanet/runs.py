@@ -25,7 +25,7 @@ from .config import TrainConfig, from_dict, to_dict
 
 CHECKPOINTS = ("last.pt", "interrupted.pt", "best.pt")
 # Options a continuation may change: where and how it runs, how long, what the final test uses.
-FREE_TO_CHANGE = ("device", "quiet", "tensorboard", "out_dir", "run_name", "optim.epochs", "eval_trials",
+FREE_TO_CHANGE = ("device", "threads", "quiet", "tensorboard", "out_dir", "run_name", "optim.epochs", "eval_trials",
                   "data.workers", "data.cache_dir", "data.use_cache")
 # What a run folder holds besides its checkpoints, all derived from them (removed by --overwrite).
 RUN_OUTPUTS = ("config.json", "history.csv", "history.json", "metrics.json", "results_table.csv",

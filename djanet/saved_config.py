@@ -20,7 +20,7 @@ MODEL_FIELDS = ("arch", "stems", "align", "non_local", "align_dim", "attn_heads"
 
 # Config keys a test may set: they choose the test data and where it runs, never the model.
 TEST_CHOICES = ("data.dataset", "data.data_root", "data.translated_root", "data.trial", "data.mode",
-                "data.workers", "data.cache_dir", "eval_trials", "device", "quiet")
+                "data.workers", "data.cache_dir", "eval_trials", "device", "threads", "quiet")
 
 
 def saved_config(checkpoint: str | os.PathLike) -> TrainConfig:

@@ -64,6 +64,17 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None leaves torch's default of one per core).
+
+    One thread is the default because it stays fast when the machine is busy: on a 2-core machine
+    with another process at work, a cpu-demo step took 6.4 s with torch's two threads and 0.37 s
+    with one (their OpenMP threads wait on each other for a core); see benchmarks/bench_train.py.
+    """
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def run_name(cfg: TrainConfig) -> str:
     if cfg.run_name:
         return cfg.run_name
@@ -126,7 +137,8 @@ def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list
 
 
 def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, device: torch.device) -> dict[str, float]:
+               scaler: torch.amp.GradScaler | None, device: torch.device, epoch: int | None = None
+               ) -> dict[str, float]:
     """One optimisation step on a four-view batch; returns the named losses and ID accuracy."""
     v1, v2, i1, i2, lv, li = (t.to(device, non_blocking=True) for t in batch)
     labels = torch.cat([lv, lv, li, li])
@@ -135,7 +147,7 @@ def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimi
         out = model(v1, v2, i1, i2)
     # Losses in fp32: the triplet distances and the entropy weights are precision-sensitive.
     out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
-    losses = loss_fn(out, labels)
+    losses = loss_fn(out, labels, epoch)
     bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
     if bad:
         raise NonFiniteLossError(", ".join(f"{k}={losses[k].item()}" for k in bad))
@@ -185,6 +197,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     """
     world = dist_utils.setup()
     device = resolve_device(cfg.device) if not world.distributed else world.device
+    set_threads(cfg.threads)
     out = run_dir(cfg)
     ckpt_dir = out / "checkpoints"
     if resume is None and not overwrite and runs.has_checkpoints(out):
@@ -200,7 +213,8 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     root = prepare_data(cfg)
     holdout = cfg.select_on == "val"
     split, val_split = read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=holdout,
-                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed)
+                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed,
+                                  max_ids=cfg.data.train_ids)
     if cfg.select_on == "test":
         from .data import read_test
         val_split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial)
@@ -256,7 +270,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                        disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
                 try:
-                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device)
+                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device, epoch)
                 except NonFiniteLossError as exc:
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {exc}; the run stopped and "

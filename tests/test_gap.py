@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import gap_table, modality_gap, pair_distances
+from djanet.gap import cross_modal_share, gap_table, modality_gap, pair_distances
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -72,3 +72,28 @@ def test_pair_distances_labels_and_counts():
     within = pos[pos.modality == "within"].distance.mean()
     cross = pos[pos.modality == "cross"].distance.mean()
     assert cross > within
+
+
+def test_cross_modal_share_by_hand():
+    """Two ids, two visible cameras each and one infrared image; features placed by hand."""
+    x = np.array([[0.0], [0.1], [10.0], [10.1],   # visible: id 0 cams 1, 2; id 1 cams 1, 2
+                  [0.2], [0.3]])                   # infrared: both near id 0
+    pids = np.array([0, 0, 1, 1, 0, 1])
+    cams = np.array([1, 2, 1, 2, 3, 3])
+    mods = ["visible"] * 4 + ["infrared"] * 2
+    s = cross_modal_share(x, pids, cams, mods)
+    assert s["r1_within"] == 1.0          # each visible image finds its id in the other camera
+    assert s["r1_cross"] == 0.5           # the id-1 infrared image lands on id 0
+    assert s["cross_share"] == 0.5
+    x[5] = 10.05                          # move it to id 1: matching survives the modality change
+    assert cross_modal_share(x, pids, cams, mods)["cross_share"] == 1.0
+
+
+def test_cross_modal_share_of_aligned_and_shifted_features():
+    x, pids, mods = _features(0.0)
+    cams = np.where(mods == "visible", np.tile(np.arange(6) % 2 + 1, 40), 3)
+    aligned = cross_modal_share(x, pids, cams, mods)["cross_share"]
+    shifted = cross_modal_share(*_features(30.0)[:2], cams, mods)["cross_share"]
+    assert aligned > 0.8 and shifted < 0.3
+    with pytest.raises(ValueError, match="both modalities"):
+        cross_modal_share(x[:6], pids[:6], cams[:6], ["visible"] * 6)

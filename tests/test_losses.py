@@ -67,3 +67,17 @@ def test_djanet_loss_dict_and_switch():
     off = DJANetLoss(LossConfig(complementary=False))(out, labels)
     assert off["complementary"].item() == 0.0
     torch.testing.assert_close(off["total"], off["id"] + off["triplet"])
+
+
+def test_triplet_warmup_reports_the_term_but_leaves_it_out_of_the_total():
+    torch.manual_seed(0)
+    out = {"logits": torch.randn(8, 3), "pool": torch.randn(8, 5), "feat_map": torch.rand(8, 4, 3, 2)}
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    loss = DJANetLoss(LossConfig(margin=0.3, triplet_warmup=2, complementary=False))
+    for epoch in (0, 1):
+        d = loss(out, labels, epoch)
+        assert d["triplet"] > 0
+        torch.testing.assert_close(d["total"], d["id"])
+    for epoch in (2, None):             # None: no schedule (a bare call) adds every term
+        d = loss(out, labels, epoch)
+        torch.testing.assert_close(d["total"], d["id"] + d["triplet"])

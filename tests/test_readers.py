@@ -41,6 +41,18 @@ def test_sysu_holdout(sysu_root):
     assert set(val.gallery.cams) <= {1, 2, 4, 5} and val.direction == "i2v"
 
 
+def test_max_ids_keeps_the_smallest_training_ids_and_all_validation_ids(sysu_root):
+    full, val_full = rd.read_train("sysu", sysu_root, holdout=True)
+    split, val = rd.read_train("sysu", sysu_root, holdout=True, max_ids=3)
+    kept = sorted(set(full.visible.pids) | set(full.infrared.pids))[:3]
+    assert split.num_classes == 3
+    assert set(split.visible.pids) | set(split.infrared.pids) == set(kept)
+    assert sorted(set(split.visible.labels)) == [0, 1, 2]
+    assert val.query.paths == val_full.query.paths and val.gallery.paths == val_full.gallery.paths
+    with pytest.raises(ValueError, match="max_ids=1"):
+        rd.read_train("sysu", sysu_root, max_ids=1)
+
+
 @pytest.mark.parametrize("mode,cams", [("all", (1, 2, 4, 5)), ("indoor", (1, 2))])
 def test_sysu_test(sysu_root, mode, cams):
     ids = _ids(sysu_root / "exp/test_id.txt")

@@ -82,21 +82,51 @@ def test_deterministic_from_seed(tmp_path):
     assert not np.array_equal(x, syn.render_image(1, 5, 3, 1, True, (64, 32)))
 
 
-def test_infrared_is_not_grey_visible():
-    """Same person, same pose: the IR image is grey (equal channels) but not the visible luminance."""
+def _vis_ir_pair(layout: str, pid: int, ir_cam: int, size=(128, 64)):
+    """Visible and infrared renders of one person in one pose (no occluder), and the part map."""
+    ident = syn.make_identity(0, pid)
+    pose = syn.random_pose(np.random.default_rng(pid), *size)
+    pose["occ"] = None
+    vis = syn.render(ident, pose, 1, False, np.random.default_rng(0), *size, layout=layout)
+    ir = syn.render(ident, pose, ir_cam, True, np.random.default_rng(0), *size, layout=layout)
+    part, _, _ = syn.draw_parts(ident, pose, *size)
+    return vis, ir, (part[:, ::-1] if pose["flip"] else part)
+
+
+def _grey_ir_correlation(layout: str, ir_cam: int, n: int = 20) -> float:
     corr = []
-    for pid in range(1, 21):
-        ident = syn.make_identity(0, pid)
-        pose = syn.random_pose(np.random.default_rng(pid), 128, 64)
-        pose["occ"] = None
-        vis = syn.render(ident, pose, 1, False, np.random.default_rng(0), 128, 64)
-        ir = syn.render(ident, pose, 3, True, np.random.default_rng(0), 128, 64)
-        assert (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()
-        part, _, _ = syn.draw_parts(ident, pose, 128, 64)
-        m = part[:, ::-1] if pose["flip"] else part
+    for pid in range(1, n + 1):
+        vis, ir, part = _vis_ir_pair(layout, pid, ir_cam)
+        assert (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()   # one channel
         grey = vis.astype(float) @ [0.299, 0.587, 0.114]
-        corr.append(np.corrcoef(grey[m > 0], ir[..., 0][m > 0].astype(float))[0, 1])
-    assert abs(np.mean(corr)) < 0.3
+        corr.append(np.corrcoef(grey[part > 0], ir[..., 0][part > 0].astype(float))[0, 1])
+    return float(np.mean(corr))
+
+
+def test_thermal_infrared_owes_nothing_to_the_dye():
+    """RegDB's thermal camera: grey levels of the person barely follow the visible luminance."""
+    assert abs(_grey_ir_correlation("regdb", 2)) < 0.3
+
+
+def test_near_infrared_partly_follows_the_dye():
+    """SYSU-MM01 / LLCM near-infrared: reflectance partly follows the dye's lightness (a positive
+    correlation with the visible luminance), partly the material (far from a grey copy)."""
+    for layout, cam in (("sysu", 3), ("llcm", 1)):
+        corr = _grey_ir_correlation(layout, cam)
+        assert 0.3 < corr < 0.85, (layout, corr)
+    assert _grey_ir_correlation("sysu", 3) > abs(_grey_ir_correlation("regdb", 2)) + 0.2
+
+
+def test_near_infrared_skin_is_bright_and_llcm_is_dark():
+    skin_minus_clothes, vis_sysu, vis_llcm = [], [], []
+    for pid in range(1, 21):
+        vis, ir, part = _vis_ir_pair("sysu", pid, 3)
+        clothes = (part == syn.TOP) | (part == syn.BOTTOM)
+        skin_minus_clothes.append(ir[..., 0][part == syn.SKIN].mean() - ir[..., 0][clothes].mean())
+        vis_sysu.append(vis.mean())
+        vis_llcm.append(_vis_ir_pair("llcm", pid, 1)[0].mean())
+    assert np.mean(skin_minus_clothes) > 30                    # grey levels out of 255
+    assert np.mean(vis_llcm) < 0.7 * np.mean(vis_sysu)         # LLCM: low-light scenes
 
 
 def test_pixel_matching_cross_modal_poor(tmp_path):
@@ -108,7 +138,7 @@ def test_pixel_matching_cross_modal_poor(tmp_path):
 
 def test_ensure_synthetic_once(tmp_path):
     root = syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1)
-    assert root == tmp_path / "synthetic" / "llcm-ids4-s0-32x16-k1"
+    assert root == tmp_path / "synthetic" / f"llcm-ids4-s0-32x16-k1-g{syn.GENERATOR_VERSION}"
     stamp = (root / "idx" / "test_id.txt").stat().st_mtime_ns
     assert syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1) == root
     assert (root / "idx" / "test_id.txt").stat().st_mtime_ns == stamp

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from djanet.data import transforms as T
@@ -79,7 +80,7 @@ def test_train_views():
     for _ in range(5):                  # channel exchange is always applied last in VIS-2
         o = vis2(img)
         assert torch.equal(o[0], o[1]) and torch.equal(o[1], o[2])
-    # pad 10 + crop: some draws shift the image, bringing in the zero padding
+    # pad + crop: some draws shift the image, bringing in the zero padding
     shifted = sum(bool((T.denormalise(vis1(img)) < 1e-5).all(0).all(1).any()) for _ in range(20))
     assert shifted > 5
     # IR-1 with the same seed is reproducible
@@ -87,3 +88,18 @@ def test_train_views():
     a = ir1(img)
     torch.manual_seed(3)
     assert torch.equal(a, ir1(img))
+
+
+@pytest.mark.parametrize("size,pad", [((384, 192), 10), ((288, 144), 7), ((64, 32), 2), ((32, 16), 1)])
+def test_pad_is_a_fraction_of_the_width(size, pad):
+    """The paper's 10 px at 192 wide is 5%; at 32 wide the same shift is 2 px, not 10."""
+    assert T.pad_pixels(size, 0.05) == pad
+
+
+def test_no_pad_no_erasing_keeps_the_image_in_place():
+    rng = np.random.default_rng(0)
+    img = rng.integers(1, 256, (32, 16, 3), dtype=np.uint8)
+    _, _, ir1, _ = T.train_views((32, 16), pad_fraction=0.0, erasing_p=0.0)
+    torch.manual_seed(0)
+    for _ in range(10):   # only flip and the grey conversions remain: no zero-padded border
+        assert (T.denormalise(ir1(img)) > 1e-5).any(0).all()

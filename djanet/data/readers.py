@@ -203,12 +203,17 @@ def _check_trial(trial: int) -> None:
 
 
 def read_train(dataset: str, root: str | os.PathLike, trial: int = 1, holdout: bool = False,
-               val_fraction: float = 0.1, seed: int = 0) -> tuple[TrainSplit, EvalSplit | None]:
+               val_fraction: float = 0.1, seed: int = 0, max_ids: int | None = None
+               ) -> tuple[TrainSplit, EvalSplit | None]:
     """Training images of both modalities; with `holdout`, also a validation split of held-out ids.
 
     SYSU holds out exp/val_id.txt; RegDB and LLCM hold out `val_fraction` of the training ids
     (seeded).  The validation split queries infrared images against the visible ones.
+    `max_ids` keeps only the training identities with the `max_ids` smallest person ids (a CPU
+    budget: fewer classes, each seen more often); the validation identities are not affected.
     """
+    if max_ids is not None and max_ids < 2:
+        raise ValueError(f"max_ids={max_ids}; expected None (all training ids) or at least 2")
     root = check_root(dataset, root)
     vis, ir, sysu_val = _train_items(dataset, root, trial)
     val_ids: set[int] = set()
@@ -221,6 +226,9 @@ def read_train(dataset: str, root: str | os.PathLike, trial: int = 1, holdout: b
             val_ids = set(np.random.default_rng([seed, 11]).choice(ids, n, replace=False).tolist())
     keep = lambda items, inside: [i for i in items if (i[1] in val_ids) == inside]  # noqa: E731
     tv, ti = keep(vis, False), keep(ir, False)
+    if max_ids is not None:
+        kept = set(sorted({i[1] for i in tv + ti})[:max_ids])
+        tv, ti = [i for i in tv if i[1] in kept], [i for i in ti if i[1] in kept]
     if not tv or not ti:
         raise ValueError(f"{root}: no training images left in "
                          f"{'visible' if not tv else 'infrared'} after holding out {len(val_ids)} ids")

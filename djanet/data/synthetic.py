@@ -3,10 +3,20 @@
 Nobody can download SYSU-MM01, RegDB or LLCM without a signed agreement, so tests, CI and the
 book run on procedurally drawn people instead.  Each identity has a body shape, a clothing layout
 (sleeves, trousers/shorts/skirt, hat, bag), per-garment patterns and per-garment colours *and*
-materials.  The visible render shows the colours under camera-specific illumination; the infrared
-render maps body heat through each material's insulation and emissivity to intensity, so the two
-modalities share geometry but not grey levels.  Pose, scale, crop offset, flip and occlusion vary
-per image.  Everything is drawn with numpy on coordinate grids and is deterministic from the seed.
+materials.  The visible render shows the colours under camera-specific illumination.  The
+infrared render follows the camera each real dataset used:
+
+* SYSU-MM01 and LLCM: *near-infrared* cameras with active illumination, which record
+  reflectance.  A garment's near-infrared reflectance is partly set by its dye (lighter dyes
+  reflect more) and partly by its material; skin is bright; the camera's illuminator falls off
+  from the image centre, and gain and noise vary per image.  LLCM's scenes are low-light (dark,
+  noisy visible images).
+* RegDB: a *thermal* camera, which records emitted heat: body heat through each material's
+  insulation and emissivity, so grey levels owe nothing to the dye.
+
+Either way the two modalities share geometry (body shape, garment layout, patterns, accessories)
+but not grey levels; pose, scale, crop offset, flip and occlusion vary per image.  Everything is
+drawn with numpy on coordinate grids and is deterministic from the seed.
 
 SYSU-MM01 also gets ``exp/rand_perm_cam.mat`` in the format the community's evaluation code reads:
 variable ``rand_perm_cam`` is a 6x1 cell (one per camera); cell ``{cam}`` is a (max_pid x 1) cell whose
@@ -29,20 +39,25 @@ from PIL import Image
 from .readers import DATASETS as LAYOUTS
 from .readers import LLCM_CAMS, SYSU_IR_CAMS, SYSU_VIS_CAMS
 
-DEFAULT_IDS = {"sysu": 60, "regdb": 40, "llcm": 36}   # small: seconds to generate
+# Default sizes: 96 test identities in every layout, as SYSU-MM01's real test set (SYSU: the real
+# 491 ids, split 296/99/96; RegDB: half of 192 per trial; LLCM: its real 1/3 test share of 288).
+DEFAULT_IDS = {"sysu": 491, "regdb": 192, "llcm": 288}
 REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
+GENERATOR_VERSION = 2   # part of the cache folder's name: a changed generator never reuses old data
 DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
 RAND_PERM_TRIALS = 10
 
 # Part codes of the label map every render starts from.
 BG, SKIN, HAIR, TOP, BOTTOM, SHOES, BAG, HAT, OCC = range(9)
-# Materials: (emissivity, insulation = fraction of body heat reaching the outer surface).
-MATERIALS = np.array([[0.95, 0.55],   # cotton
-                      [0.92, 0.20],   # wool / fleece
-                      [0.88, 0.40],   # denim
-                      [0.75, 0.30],   # leather
-                      [0.62, 0.65],   # nylon / synthetic
-                      [0.35, 0.15]])  # coated / metallic
+# Materials: (emissivity, insulation = fraction of body heat reaching the outer surface,
+# near-infrared reflectance of the undyed fibre).
+MATERIALS = np.array([[0.95, 0.55, 0.80],   # cotton
+                      [0.92, 0.20, 0.70],   # wool / fleece
+                      [0.88, 0.40, 0.45],   # denim
+                      [0.75, 0.30, 0.30],   # leather
+                      [0.62, 0.65, 0.60],   # nylon / synthetic
+                      [0.35, 0.15, 0.20]])  # coated / metallic
+DYE_SHARE = 0.55   # how much of a garment's near-infrared reflectance follows its visible lightness
 
 
 # ----------------------------------------------------------------------------- identities
@@ -57,6 +72,11 @@ def _hsv_to_rgb(h, s, v):
     return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
 
 
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    """Luma (Rec. 601) of RGB values in [0, 1], over the last axis."""
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
 def make_identity(seed: int, pid: int) -> dict:
     """Draw one person's appearance: geometry, garments, colours, patterns, materials, heat."""
     r = np.random.default_rng([seed, 17, pid])
@@ -69,8 +89,13 @@ def make_identity(seed: int, pid: int) -> dict:
     ptype = r.choice(5, n, p=[0.45, 0.18, 0.12, 0.12, 0.13])
     ptype[[SKIN, HAIR, SHOES]] = 0
     mat = r.integers(0, len(MATERIALS), n)
+    fibre = np.clip(MATERIALS[mat, 2] + r.normal(0, 0.08, n), 0.05, 0.95)
+    nir = DYE_SHARE * _lightness(colour) + (1 - DYE_SHARE) * fibre       # near-infrared reflectance
+    pnir = DYE_SHARE * _lightness(pcolour) + (1 - DYE_SHARE) * fibre
+    nir[SKIN] = r.uniform(0.72, 0.9)                                     # skin is bright in NIR
+    nir[HAIR] = 0.2 + 0.4 * _lightness(colour[HAIR])
     return dict(
-        colour=colour, pcolour=pcolour, ptype=ptype, pfreq=r.uniform(7, 18, n),
+        colour=colour, pcolour=pcolour, ptype=ptype, pfreq=r.uniform(7, 18, n), nir=nir, pnir=pnir,
         emis=MATERIALS[mat, 0], insul=MATERIALS[mat, 1], pdelta=r.uniform(-0.2, 0.2, n),
         heat=r.uniform(0.78, 0.95), height=r.uniform(0.86, 1.0), shoulder=r.uniform(0.2, 0.31),
         hip=r.uniform(0.16, 0.24), head=r.uniform(0.85, 1.15), sleeve=r.choice([0.35, 0.6, 1.0]),
@@ -196,78 +221,122 @@ def random_pose(r: np.random.Generator, h: int, w: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- rendering
+SENSORS = ("visible", "nir", "thermal")
+# The infrared camera of each layout; LLCM is also low-light in both modalities.
+INFRARED_SENSOR = {"sysu": "nir", "llcm": "nir", "regdb": "thermal"}
+LOW_LIGHT = {"llcm"}
+
+
+def _objects(r: np.random.Generator, bg: np.ndarray, Y, X, h: int, levels) -> None:
+    """Paint a few rectangular objects (doors, signs, cars) into `bg` in place."""
+    for _ in range(r.integers(2, 6)):
+        y0, x0 = r.uniform(0, h), r.uniform(-X.shape[1] / 4, X.shape[1])
+        m = (Y > y0) & (Y < y0 + r.uniform(10, 60) * h / 128) & (X > x0) \
+            & (X < x0 + r.uniform(5, 40) * h / 128)
+        bg[m] = levels()
+
+
 @lru_cache(maxsize=64)
-def _scene(seed: int, cam: int, infrared: bool, h: int, w: int):
-    """A camera's fixed background (wall, floor, a few objects) and its colour/level gains."""
-    r = np.random.default_rng([seed, 1000 + cam, int(infrared)])
+def _scene(seed: int, cam: int, sensor: str, h: int, w: int):
+    """A camera's fixed background (wall, floor, a few objects) and its level/colour gains."""
+    r = np.random.default_rng([seed, 1000 + cam, SENSORS.index(sensor)])
     Y, X = _grid(h, w)
     horizon = r.uniform(0.55, 0.8) * h
-    if infrared:   # ambient level, warm blobs (lamps, radiators, engines), column noise
+    if sensor == "thermal":   # ambient level, warm blobs (lamps, radiators, engines), column noise
         amb = r.uniform(0.25, 0.45)
         bg = np.where(Y < horizon, amb, amb - 0.08 + 0.05 * (Y - horizon) / h)
         for _ in range(r.integers(1, 4)):
-            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(4, 16)
+            cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(4, 16) * h / 128
             bg = bg + r.uniform(0.1, 0.4) * np.exp(-((Y - cy) ** 2 + (X - cx) ** 2) / (2 * s * s))
         bg = bg + r.normal(0, 0.015, w)[None, :]
         return bg.astype(np.float32), amb
+    if sensor == "nir":       # grey reflectances of wall, floor and objects; illuminator power
+        bg = np.where(Y < horizon, r.uniform(0.2, 0.8), r.uniform(0.15, 0.6)).astype(np.float32)
+        _objects(r, bg, Y, X, h, lambda: r.uniform(0.05, 0.95))
+        return bg, r.uniform(0.8, 1.2)
     wall, floor = r.uniform(0.2, 0.9, 3), r.uniform(0.15, 0.7, 3)
     bg = np.where((Y < horizon)[..., None], wall, floor)
-    for _ in range(r.integers(2, 6)):
-        y0, x0 = r.uniform(0, h), r.uniform(-w / 4, w)
-        m = (Y > y0) & (Y < y0 + r.uniform(10, 60)) & (X > x0) & (X < x0 + r.uniform(5, 40))
-        bg[m] = r.uniform(0, 1, 3)
+    _objects(r, bg, Y, X, h, lambda: r.uniform(0, 1, 3))
     gain = np.array([1.0, 1.0, 1.0]) + r.uniform(-0.25, 0.25, 3)   # white balance / light colour
     return bg.astype(np.float32), gain * r.uniform(0.75, 1.15)
 
 
 def _blur(img):
-    """3x3 box blur (IR optics are softer)."""
+    """3x3 box blur (infrared optics are softer)."""
     p = np.pad(img, 1, mode="edge")
     return sum(p[i:i + img.shape[0], j:j + img.shape[1]] for i in range(3) for j in range(3)) / 9
 
 
+def _auto_gain(img: np.ndarray) -> np.ndarray:
+    """The camera's automatic gain: stretch the 1st-99th percentile range to [0.05, 0.95]."""
+    lo, hi = np.percentile(img, [1, 99])
+    return 0.05 + 0.9 * (img - lo) / max(hi - lo, 1e-3)
+
+
+def _thermal(ident, part, pat, shade, person, bg, amb, r, h, w):
+    """Emitted heat: body heat through each material's insulation and emissivity."""
+    amb = amb + r.uniform(-0.04, 0.04)
+    temp = amb + ident["insul"] * (ident["heat"] - amb)          # surface temperature
+    level = ident["emis"] * temp + (1 - ident["emis"]) * amb     # emitted + reflected
+    level[SKIN] = 0.97 * ident["heat"]
+    level[HAIR] = amb + 0.35 * (ident["heat"] - amb)
+    level[SHOES] = amb + 0.1 * (ident["heat"] - amb)
+    level[BAG] = amb + 0.05 + 0.2 * ident["insul"][BAG] * (ident["emis"][BAG] - 0.5)
+    level[OCC] = amb + r.uniform(-0.1, 0.25)
+    img = level[part] + pat * ident["pdelta"][part]
+    img = img * np.where(person & (part != OCC), 0.85 + 0.15 * shade, 1.0)
+    img = np.where(person, img, bg)
+    return _auto_gain(_blur(img) + r.normal(0, 0.03, (h, w)))
+
+
+def _near_infrared(ident, part, pat, shade, person, bg, power, r, h, w, low_light):
+    """Reflected light of the camera's own illuminator: reflectance x illumination, gain, noise."""
+    refl = np.where(pat, ident["pnir"][part], ident["nir"][part])
+    refl = np.where(part == OCC, r.uniform(0.1, 0.8), refl)
+    img = refl * np.where(person & (part != OCC), 0.75 + 0.25 * shade, 1.0)
+    Y, X = _grid(h, w)
+    falloff = 1 - 0.35 * (((Y - h / 2) / h) ** 2 + ((X - w / 2) / w) ** 2) / 0.5   # beam: bright centre
+    # The subject stands closer to the illuminator than the background does.
+    img = np.where(person, img * r.uniform(0.9, 1.25), bg * r.uniform(0.45, 0.8)) * falloff * power
+    noise = r.uniform(0.02, 0.05) * (2.0 if low_light else 1.0)
+    return _auto_gain(_blur(img) + r.normal(0, noise, (h, w)))
+
+
 def render(ident: dict, pose: dict, cam: int, infrared: bool, r: np.random.Generator,
-           h: int, w: int, seed: int = 0) -> np.ndarray:
-    """One (h, w, 3) uint8 image of `ident` in `pose` as camera `cam` sees it."""
+           h: int, w: int, seed: int = 0, layout: str = "sysu") -> np.ndarray:
+    """One (h, w, 3) uint8 image of `ident` in `pose` as camera `cam` of `layout` sees it."""
+    sensor = INFRARED_SENSOR[layout] if infrared else "visible"
+    low_light = layout in LOW_LIGHT
     part, pat, shade = draw_parts(ident, pose, h, w)
-    bg, cam_param = _scene(seed, cam, infrared, h, w)
+    bg, cam_param = _scene(seed, cam, sensor, h, w)
     sh = r.integers(-3, 4, 2)
     bg = np.roll(bg, tuple(sh), axis=(0, 1))
     person = part > 0
-    if infrared:
-        amb = cam_param + r.uniform(-0.04, 0.04)
-        temp = amb + ident["insul"] * (ident["heat"] - amb)          # surface temperature
-        level = ident["emis"] * temp + (1 - ident["emis"]) * amb     # emitted + reflected
-        level[SKIN] = 0.97 * ident["heat"]
-        level[HAIR] = amb + 0.35 * (ident["heat"] - amb)
-        level[SHOES] = amb + 0.1 * (ident["heat"] - amb)
-        level[BAG] = amb + 0.05 + 0.2 * ident["insul"][BAG] * (ident["emis"][BAG] - 0.5)
-        level[OCC] = amb + r.uniform(-0.1, 0.25)
-        img = level[part] + pat * ident["pdelta"][part]
-        img = img * np.where(person & (part != OCC), 0.85 + 0.15 * shade, 1.0)
-        img = np.where(person, img, bg)
-        img = _blur(img) + r.normal(0, 0.03, (h, w))
-        lo, hi = np.percentile(img, [1, 99])                           # automatic gain control
-        img = 0.05 + 0.9 * (img - lo) / max(hi - lo, 1e-3)
+    if sensor == "thermal":
+        img = np.repeat(_thermal(ident, part, pat, shade, person, bg, cam_param, r, h, w)[..., None], 3, 2)
+    elif sensor == "nir":
+        img = _near_infrared(ident, part, pat, shade, person, bg, cam_param, r, h, w, low_light)
         img = np.repeat(img[..., None], 3, axis=2)
     else:
         colour = np.where(pat[..., None], ident["pcolour"][part], ident["colour"][part])
         colour[part == OCC] = r.uniform(0.1, 0.8, 3)
         light = cam_param * r.uniform(0.75, 1.2) * (1 + 0.25 * (0.5 - _grid(h, w)[0] / h))[..., None]
+        if low_light:   # dim scenes: less light, more sensor noise, a lifted black level
+            light = light * r.uniform(0.2, 0.5)
         img = colour * np.where(person & (part != OCC), 0.7 + 0.3 * shade, 1.0)[..., None]
         img = np.where(person[..., None], img, bg) * light
-        img = img + r.normal(0, 0.02, (h, w, 3))
+        img = img + r.normal(0, 0.05 if low_light else 0.02, (h, w, 3)) + (0.03 if low_light else 0)
     if pose["flip"]:
         img = img[:, ::-1]
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def render_image(seed: int, pid: int, cam: int, index: int, infrared: bool,
-                 size: tuple[int, int] = (128, 64)) -> np.ndarray:
+                 size: tuple[int, int] = (128, 64), layout: str = "sysu") -> np.ndarray:
     """The image number `index` of person `pid` in camera `cam`, deterministic from the seed."""
     h, w = size
     r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
-    return render(make_identity(seed, pid), random_pose(r, h, w), cam, infrared, r, h, w, seed)
+    return render(make_identity(seed, pid), random_pose(r, h, w), cam, infrared, r, h, w, seed, layout)
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -311,7 +380,7 @@ def _write_sysu(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
         for cam in sorted(cams):
             n = max(1, per_cam + int(rp.integers(-1, 2)))
             for k in range(n):
-                img = render_image(seed, pid, cam, k, cam in SYSU_IR_CAMS, size)
+                img = render_image(seed, pid, cam, k, cam in SYSU_IR_CAMS, size, "sysu")
                 _save(img, root / f"cam{cam}" / f"{pid:04d}" / f"{k + 1:04d}.jpg")
             perm[cam - 1, 0][pid - 1, 0] = np.stack(
                 [rp.permutation(n) + 1 for _ in range(RAND_PERM_TRIALS)]).astype(np.float64)
@@ -336,7 +405,7 @@ def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
             names[pid, folder] = []
             for k in range(per_cam):
                 rel = f"{folder}/{pid}/{stem}_{tag}_{seq:05d}_{k + 1}.bmp"
-                _save(render_image(seed, pid, cam, k, folder == "Thermal", size), root / rel)
+                _save(render_image(seed, pid, cam, k, folder == "Thermal", size, "regdb"), root / rel)
                 names[pid, folder].append(rel)
     (root / "idx").mkdir()
     for t in range(1, 11):
@@ -370,7 +439,7 @@ def _write_llcm(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
                     name = f"{pid:04d}_c{cam:02d}_s{seq}_f{k * 40 + int(rp.integers(40)):04d}_{mod}.jpg"
                     rel = (f"{mod}/{pid:04d}/{name}" if pid in train
                            else f"test_{mod}/cam{cam}/{pid:04d}/{name}")
-                    _save(render_image(seed, pid, cam, k, mod == "nir", size), root / rel)
+                    _save(render_image(seed, pid, cam, k, mod == "nir", size, "llcm"), root / rel)
                     if pid in train:
                         lines[mod].append(f"{rel} {label[pid]}")
     for mod in ("vis", "nir"):
@@ -417,7 +486,8 @@ def ensure_synthetic(layout: str, cache_dir: str | os.PathLike, ids: int | None 
     if layout not in WRITERS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     n = DEFAULT_IDS[layout] if ids is None else int(ids)
-    name = f"{layout}-ids{n}-s{seed}-{size[0]}x{size[1]}" + (f"-k{per_cam}" if per_cam else "")
+    name = (f"{layout}-ids{n}-s{seed}-{size[0]}x{size[1]}" + (f"-k{per_cam}" if per_cam else "")
+            + f"-g{GENERATOR_VERSION}")
     root = Path(cache_dir).expanduser() / "synthetic" / name
     if root.is_dir() and any(root.iterdir()):
         return root

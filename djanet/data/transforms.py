@@ -95,24 +95,36 @@ def _start(img_size) -> list:
     return [v2.ToImage(), v2.Resize(tuple(img_size), antialias=True)]
 
 
-def _geometry(img_size) -> list:
-    return [v2.Pad(10), v2.RandomCrop(tuple(img_size)), v2.RandomHorizontalFlip()]
+def pad_pixels(img_size, pad_fraction: float) -> int:
+    """The pad of pad+crop in pixels: a fraction of the width, so a shift means the same at any
+    size (the paper's 10 px at 192 wide is 0.05; at 32 wide the same shift is 2 px, not 10)."""
+    return int(round(pad_fraction * img_size[1]))
+
+
+def _geometry(img_size, pad_fraction: float) -> list:
+    pad = pad_pixels(img_size, pad_fraction)
+    return ([v2.Pad(pad), v2.RandomCrop(tuple(img_size))] if pad else []) + [v2.RandomHorizontalFlip()]
 
 
 def _normalise() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def train_views(img_size: tuple[int, int]):
-    """(VIS-1, VIS-2, IR-1, IR-2): PIL image / uint8 array or tensor -> normalised float tensor."""
-    vis1 = v2.Compose(_start(img_size) + [v2.RandomGrayscale(p=0.5)] + _geometry(img_size)
-                      + _normalise() + [ChannelRandomErasing(p=0.5)])
-    vis2 = v2.Compose(_start(img_size) + _geometry(img_size) + _normalise()
-                      + [v2.RandomErasing(p=0.5), ChannelExchange()])
-    ir1 = v2.Compose(_start(img_size) + _geometry(img_size) + _normalise()
-                     + [v2.RandomErasing(p=0.5), AdaptiveGray(p=0.5)])
-    ir2 = v2.Compose(_start(img_size) + [v2.ColorJitter(brightness=0.5)] + _geometry(img_size)
-                     + _normalise() + [v2.RandomErasing(p=0.5), RandomChannelScale(p=0.5)])
+def train_views(img_size: tuple[int, int], pad_fraction: float = 0.05, erasing_p: float = 0.5):
+    """(VIS-1, VIS-2, IR-1, IR-2): PIL image / uint8 array or tensor -> normalised float tensor.
+
+    `pad_fraction`: pad+crop shift as a fraction of the width (see `pad_pixels`); `erasing_p`:
+    probability of the random erasing in each view (the paper: 0.5).
+    """
+    geometry = _geometry(img_size, pad_fraction)
+    vis1 = v2.Compose(_start(img_size) + [v2.RandomGrayscale(p=0.5)] + geometry
+                      + _normalise() + [ChannelRandomErasing(p=erasing_p)])
+    vis2 = v2.Compose(_start(img_size) + geometry + _normalise()
+                      + [v2.RandomErasing(p=erasing_p), ChannelExchange()])
+    ir1 = v2.Compose(_start(img_size) + geometry + _normalise()
+                     + [v2.RandomErasing(p=erasing_p), AdaptiveGray(p=0.5)])
+    ir2 = v2.Compose(_start(img_size) + [v2.ColorJitter(brightness=0.5)] + geometry
+                     + _normalise() + [v2.RandomErasing(p=erasing_p), RandomChannelScale(p=0.5)])
     return vis1, vis2, ir1, ir2
 
 

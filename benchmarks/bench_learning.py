@@ -1,0 +1,160 @@
+"""Does the network learn? Baselines, AGW and DJANet side by side on one test set, over seeds.
+
+    python benchmarks/bench_learning.py [--dataset sysu] [--preset cpu-demo] [--seeds 0 1 2]
+                                        [--data-seed 0] [--models agw djanet] [--out runs/bench-learning]
+
+One run prints, on the same test protocol (SYSU-MM01: all-search, infrared -> visible, `bn`
+features, mean over the gallery trials of each run):
+
+* random features (chance, as the protocol measures it) and raw grey pixels (no learning);
+* the untrained network (random weights, one per training seed);
+* AGW and DJANet trained at the preset's budget, one run per training seed (train-or-load, so an
+  interrupted benchmark resumes), the model chosen on validation identities;
+
+with mean ± std over the training seeds, the ratios to grey pixels, the training ID accuracy of
+the last epoch, the seconds of training, and the modality-gap numbers of the test features
+(`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras),
+`pos_ratio`, the modality classifier's accuracy and the centroid ratio.  `--data-seed` draws
+another synthetic dataset, so a recipe can be checked away from the default test set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from djanet import train as engine
+from djanet.config import get_config, override
+from djanet.data import read_test
+from djanet.data.readers import DIRECTIONS
+from djanet.evaluate import evaluate_split_features, pixel_baseline, random_baseline, split_features
+from djanet.gap import cross_modal_share, modality_gap
+from djanet.model import DJANet
+
+METRICS = ("r1", "mAP", "mINP")
+GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
+VARIANTS = {
+    "agw": {"model.stems": False, "model.align": False, "loss.complementary": False},
+    "djanet": {},
+}
+
+
+def gap_numbers(feats: dict[str, np.ndarray], split) -> dict[str, float]:
+    """Gap numbers of the test split's `bn` features (queries and the whole candidate gallery)."""
+    x = np.vstack([feats["query_bn"], feats["gallery_bn"]])
+    pids = np.concatenate([split.query.pids, split.gallery.pids])
+    cams = np.concatenate([split.query.cams, split.gallery.cams])
+    mods = [split.query.modality] * len(split.query) + [split.gallery.modality] * len(split.gallery)
+    out = {k: v for k, v in modality_gap(x, pids, mods).items() if k in GAP}
+    out.update(cross_modal_share(x, pids, cams, mods))
+    return out
+
+
+def row(model_name: str, seed, result, extra: dict | None = None) -> dict:
+    r = {"model": model_name, "seed": seed}
+    r.update({k: 100 * result.mean[k] for k in METRICS})
+    r.update(extra or {})
+    return r
+
+
+def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[dict]:
+    """Train-or-load one run per seed (None: untrained weights), evaluate, measure the gap."""
+    rows = []
+    for seed in seeds:
+        scfg = override(cfg, seed=seed)
+        if name == "untrained":
+            torch.manual_seed(seed)
+            model = DJANet.from_config(cfg.model, num_classes=10, img_size=cfg.data.img_size).to(device)
+            extra: dict = {}
+        else:
+            t0 = time.perf_counter()
+            run = engine.fit_or_load(scfg)
+            history = run.history
+            model, _ = engine.load_model(run.best, device=str(device))
+            extra = {"train_acc": 100 * float(history["acc"].iloc[-1]),
+                     "train_s": float(history["time_s"].sum()),
+                     "best_epoch": int(torch.load(run.best, map_location="cpu", weights_only=False)["epoch"]),
+                     "wall_s": time.perf_counter() - t0}
+        feats = split_features(model.eval(), split, scfg, device)
+        res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
+        extra.update(gap_numbers(feats, split))
+        rows.append(row(name, seed, res, extra))
+        print(f"  {name:9s} seed {seed}: R1 {rows[-1]['r1']:5.1f}  mAP {rows[-1]['mAP']:5.1f}  "
+              f"share {extra['cross_share']:.2f}" + (f"  train acc {extra['train_acc']:.1f}%"
+                                                      if "train_acc" in extra else ""), flush=True)
+    return rows
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per model; ratios of the means to grey pixels."""
+    cols = [c for c in (*METRICS, "train_acc", *GAP, "r1_within", "r1_cross", "train_s") if c in frame]
+    order = list(dict.fromkeys(frame["model"]))
+    mean = frame.groupby("model", sort=False)[cols].mean().loc[order]
+    std = frame.groupby("model", sort=False)[cols].std(ddof=0).loc[order]
+    n = frame.groupby("model", sort=False)["seed"].count().loc[order]
+    out = pd.DataFrame(index=order)
+    out["runs"] = n
+    for c in cols:
+        out[c] = [f"{m:.2f}" if c in GAP or c in ("r1_within", "r1_cross") else f"{m:.1f}"
+                  if k == 1 or np.isnan(s) else
+                  (f"{m:.2f} ± {s:.2f}" if c in GAP or c in ("r1_within", "r1_cross") else f"{m:.1f} ± {s:.1f}")
+                  for m, s, k in zip(mean[c], std[c], n)]
+    pixels = mean.loc["grey pixels"]
+    out["R1 / pixels"] = [f"{v:.2f}x" for v in mean["r1"] / pixels["r1"]]
+    out["mAP / pixels"] = [f"{v:.2f}x" for v in mean["mAP"] / pixels["mAP"]]
+    return out.rename(columns={"r1": "R1 (%)", "mAP": "mAP (%)", "mINP": "mINP (%)",
+                               "train_acc": "train ID acc (%)", "train_s": "train s"})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="sysu", choices=("sysu", "regdb", "llcm"))
+    p.add_argument("--preset", default="cpu-demo")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    p.add_argument("--data-seed", type=int, default=0, help="draw of the synthetic dataset")
+    p.add_argument("--data-root", default=None, help="a real dataset instead of synthetic data")
+    p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/bench-learning", help="runs and results go here")
+    a = p.parse_args()
+
+    out = Path(a.out) / f"{a.dataset}-{a.preset}-data{a.data_seed}"
+    changes = {"data.dataset": a.dataset, "data.synthetic_seed": a.data_seed, "data.data_root": a.data_root,
+               "data.cache_dir": str(Path(a.out) / "cache"), "out_dir": str(out / "runs"),
+               "device": a.device, "quiet": True, "tensorboard": False}
+    if a.epochs is not None:
+        changes["optim.epochs"] = a.epochs
+    cfg = get_config(a.preset, **changes)
+    engine.set_threads(cfg.threads)
+    device = engine.resolve_device(cfg.device)
+    direction = DIRECTIONS[a.dataset][0]
+    split = read_test(a.dataset, engine.prepare_data(cfg), mode=cfg.data.mode, trial=cfg.data.trial,
+                      direction=direction)
+    print(f"{a.dataset} (data seed {a.data_seed}), {direction}, {len(set(split.query.pids))} test ids, "
+          f"{len(split.query)} queries, {len(split.gallery)} gallery candidates; preset {a.preset}, "
+          f"{cfg.optim.epochs} epochs; threads {torch.get_num_threads()}", flush=True)
+
+    rows = [row("random features", "-", random_baseline(cfg)[f"{direction}/random"]),
+            row("grey pixels", "-", pixel_baseline(cfg)[f"{direction}/pixels"])]
+    rows += network_rows("untrained", cfg, split, direction, a.seeds, device)
+    for name in a.models:
+        rows += network_rows(name, override(cfg, **VARIANTS[name]), split, direction, a.seeds, device)
+    frame = pd.DataFrame(rows)
+    summary = summarise(frame)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "summary.csv")
+    (out / "command.json").write_text(json.dumps(vars(a), indent=1))
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(summary.to_string())
+    print(f"written: {out / 'runs.csv'}, {out / 'summary.csv'}")
+
+
+if __name__ == "__main__":
+    main()
