@@ -125,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="average each image's features with its horizontal flip's")
     test.add_argument("--rerank", action="store_true",
                       help="k-reciprocal re-ranking (Zhong et al., CVPR 2017) of each trial's distances")
-    test.add_argument("--k1", type=int, default=20, help="re-ranking: k of the k-reciprocal sets")
-    test.add_argument("--k2", type=int, default=6, help="re-ranking: neighbours of the local query expansion")
-    test.add_argument("--lambda", dest="lambda_value", type=float, default=0.3,
-                      help="re-ranking: weight of the original distance against the Jaccard distance")
+    test.add_argument("--k1", type=int, default=None, help="re-ranking: k of the k-reciprocal sets (20)")
+    test.add_argument("--k2", type=int, default=None,
+                      help="re-ranking: ranking entries averaged by the local query expansion (6)")
+    test.add_argument("--lambda", dest="lambda_value", type=float, default=None,
+                      help="re-ranking: weight of the original distance against the Jaccard distance (0.3)")
 
     regdb = sub.add_parser("regdb-trials", help="train and test all ten RegDB trials; mean and std")
     _common(regdb)
@@ -226,11 +227,11 @@ def _run(args: argparse.Namespace) -> int:
     from . import train as tr_mod
 
     if args.command == "test":
+        rerank = _rerank_from_args(args)
         cfg = config_for_test_from_args(args)
         directions = None
         if cfg.data.dataset == "regdb" and args.tvsearch is not None:
             directions = ("t2v",) if args.tvsearch else ("v2t",)
-        rerank = _rerank_from_args(args)
         results = ev.evaluate(cfg, args.resume, directions=directions, flip=args.flip, rerank=rerank)
         _print_results(results)
         print(f"metrics written to {ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)}")
@@ -265,10 +266,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rerank_from_args(args: argparse.Namespace):
-    if not args.rerank:
-        return None
     from .rerank import RerankConfig
-    return RerankConfig(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
+    given = {k: v for k, v in (("k1", args.k1), ("k2", args.k2), ("lambda_value", args.lambda_value))
+             if v is not None}
+    if not args.rerank:
+        if given:
+            raise ValueError("--k1, --k2 and --lambda set the re-ranking; add --rerank to use it")
+        return None
+    return RerankConfig(**given)
 
 
 def _print_results(results) -> None:

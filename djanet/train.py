@@ -300,8 +300,9 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                             "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
                                    epoch + 1, 0, history, best)
-                # best.pt first: a run killed between the two writes resumes from the older last.pt
-                # and redoes this epoch, so best.pt is never behind the best that last.pt records.
+                # best.pt first: a kill between the two writes leaves last.pt one epoch behind (both are
+                # complete checkpoints; a re-run continues from the furthest), never best.pt behind the
+                # best epoch that last.pt records.
                 if improved or (val_split is None and last_epoch):
                     atomic_torch_save(ckpt, ckpt_dir / "best.pt")
                 atomic_torch_save(ckpt, ckpt_dir / "last.pt")

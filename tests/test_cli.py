@@ -151,6 +151,14 @@ def test_expected_errors_are_one_line_with_status_2(case, tmp_path, capsys):
     assert named in error_line(capsys)
 
 
+def test_rerank_options_without_rerank_are_refused(tmp_path, capsys):
+    ckpt = fake_checkpoint(tmp_path / "best.pt", get_config("tiny"))
+    assert cli_main(["test", "--resume", str(ckpt), "--k1", "10"]) == 2
+    assert "add --rerank" in error_line(capsys)
+    assert cli_main(["test", "--resume", str(ckpt), "--rerank", "--lambda", "2"]) == 2
+    assert "lambda=2.0; expected a value in [0, 1]" in error_line(capsys)
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         cli_main(["test", "--resume", str(tmp_path / "none.pt"), "--debug"])
