@@ -360,13 +360,14 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     """Train only when the run's final checkpoint is missing (continuing a partial run)."""
     out = run_dir(cfg)
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    saved = {p: load_checkpoint(p) for p in (last, out / "checkpoints" / "interrupted.pt") if p.is_file()}
-    if last in saved and _finished(saved[last], cfg):
-        history = saved[last]["history"]
+    # whichever of last.pt / interrupted.pt / best.pt got furthest (best.pt is written first)
+    found = runs.furthest_checkpoint(out)
+    if found is not None and _finished(found[1], cfg):
+        history = found[1]["history"]
+        if found[0] != last:        # killed between the final best.pt and last.pt
+            runs.complete_finished(out, runs.RunPlan("finished", found[0], "", list(history)))
     else:
-        # continue from whichever of last.pt / interrupted.pt got further
-        furthest = max(saved, key=lambda p: (saved[p]["epoch"], saved[p]["step"]), default=None)
-        history = fit(cfg, resume=furthest)
+        history = fit(cfg, resume=found[0] if found else None)
     return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,
                history=pd.DataFrame(history))
 

@@ -324,3 +324,14 @@ def test_sigkill_at_any_moment_then_rerun_never_loses_work(tmp_path):
     assert not list(ckpt_dir.glob(".*.tmp"))
     again = train("killed")
     assert again.returncode == 0 and "is finished" in again.stdout
+
+
+def test_fit_or_load_finishes_a_run_killed_between_the_final_best_and_last(tmp_path):
+    """best.pt is written before last.pt: a kill between them leaves the finished state in best.pt only."""
+    cfg = _train_cfg(tmp_path)
+    ckpt_dir = engine.run_dir(cfg) / "checkpoints"
+    fake_checkpoint(ckpt_dir / "last.pt", cfg, epoch=cfg.optim.epochs - 1)
+    fake_checkpoint(ckpt_dir / "best.pt", cfg, epoch=cfg.optim.epochs)
+    run = engine.fit_or_load(cfg)                              # no training: the run is finished
+    assert load_checkpoint(run.checkpoint)["epoch"] == cfg.optim.epochs
+    assert len(run.history) == cfg.optim.epochs
