@@ -210,8 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "debug", False) or not _expected(exc):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"djanet: error: {message}", file=sys.stderr)
+        print(f"djanet: error: {_one_line(str(message))}", file=sys.stderr)
         return 2
+
+
+def _one_line(message: str) -> str:
+    """'head:\n  a\n  b' (a list of differences) -> 'head: a; b'."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])] if len(lines) > 1 else lines)
 
 
 def _run(args: argparse.Namespace) -> int:

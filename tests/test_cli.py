@@ -129,16 +129,23 @@ def test_evaluate_refuses_a_config_whose_model_differs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- one-line errors
-@pytest.mark.parametrize("case", ["missing checkpoint", "unreadable checkpoint", "missing data root",
-                                  "wrong layout", "regdb trial", "missing translated root"])
+@pytest.mark.parametrize("case", ["missing checkpoint", "unreadable checkpoint", "not a djanet checkpoint",
+                                  "missing data root", "wrong layout", "regdb trial", "missing translated root",
+                                  "resume another architecture"])
 def test_expected_errors_are_one_line_with_status_2(case, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    other_arch = fake_checkpoint(tmp_path / "r34.pt", get_config("tiny", arch="resnet34"))
     empty = tmp_path / "empty"
     empty.mkdir()
     argv, named = {
         "missing checkpoint": (["test", "--resume", str(tmp_path / "none.pt")], "checkpoint not found"),
         "unreadable checkpoint": (["test", "--resume", str(bad)], f"cannot read checkpoint {bad}"),
+        "not a djanet checkpoint": (["test", "--resume", str(foreign)], "is not a djanet checkpoint"),
+        "resume another architecture": (["train", *tiny_args(tmp_path, "--resume", str(other_arch))],
+                                        "model.arch: checkpoint 'resnet34' vs requested 'resnet18'"),
         "missing data root": (["train", *tiny_args(tmp_path, "--data-root", str(tmp_path / "nowhere"))],
                               "nowhere does not exist"),
         "wrong layout": (["train", *tiny_args(tmp_path, "--data-root", str(empty))], str(empty)),
