@@ -6,7 +6,10 @@
     python -m djanet regdb-trials [--preset cpu-demo ...]      # all ten RegDB trials, mean and std
     python -m djanet translate --dataset sysu --data-root DIR --out DIR2 [--preset P --checkpoint PATH]
 
-Everything here only parses arguments and calls library functions.
+`test` rebuilds the model from the checkpoint's own configuration (no --preset needed) and
+`train` re-run on an existing run folder continues it (see djanet.runs).  Expected errors
+(bad paths, layouts, options) print one line, `djanet: error: ...`, and exit with status 2;
+`--debug` shows the traceback.  Everything here only parses arguments and calls library functions.
 """
 from __future__ import annotations
 
@@ -79,6 +82,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, choices=ARCHS)
     p.add_argument("--pretrained", type=_pretrained, default=None,
                    help="ImageNet weights: true (torchvision; the paper preset's default), false, or a path")
+    _debug(p)
+
+
+def _debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (resumable)")
     _common(train)
     train.add_argument("--resume", default=None, help="checkpoint to continue from")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run folder's checkpoints and start over (default: continue the run)")
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--optim", default=None, choices=["sgd", "adam"])
     train.add_argument("--epochs", type=int, default=None)
@@ -110,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--tvsearch", type=_bool, default=None,
                       help="RegDB: thermal->visible (True) or visible->thermal (False); default both")
     test.add_argument("--trials", type=int, default=None, help="gallery trials (SYSU/LLCM, default 10)")
+    test.set_defaults(preset=None, dataset=None)   # from the checkpoint; --preset only double-checks it
+    test.add_argument("--flip", action="store_true",
+                      help="average each image's features with its horizontal flip's")
+    test.add_argument("--rerank", action="store_true",
+                      help="k-reciprocal re-ranking (Zhong et al., CVPR 2017) of each trial's distances")
+    test.add_argument("--k1", type=int, default=None, help="re-ranking: k of the k-reciprocal sets (20)")
+    test.add_argument("--k2", type=int, default=None,
+                      help="re-ranking: ranking entries averaged by the local query expansion (6)")
+    test.add_argument("--lambda", dest="lambda_value", type=float, default=None,
+                      help="re-ranking: weight of the original distance against the Jaccard distance (0.3)")
 
     regdb = sub.add_parser("regdb-trials", help="train and test all ten RegDB trials; mean and std")
     _common(regdb)
@@ -124,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--external", default=None, help="a folder of externally produced translations")
     tr.add_argument("--gpu", default=None)
     tr.add_argument("--seed", type=int, default=0)
+    _debug(tr)
     return parser
 
 
@@ -143,8 +164,63 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
+def config_for_test_from_args(args: argparse.Namespace):
+    """The checkpoint's own config with the test choices applied; disagreeing model options refused."""
+    from .saved_config import check_same_model, config_for_test, saved_config
+    saved = saved_config(args.resume)
+    if args.preset is not None:
+        check_same_model(saved, get_config(args.preset), args.resume, f"--preset {args.preset}")
+    asked = {"--arch": ("model.arch", args.arch, saved.model.arch),
+             "--pretrained": ("model.pretrained", args.pretrained, saved.model.pretrained),
+             "--img_h": ("data.img_size[0]", args.img_h, saved.data.img_size[0]),
+             "--img_w": ("data.img_size[1]", args.img_w, saved.data.img_size[1])}
+    diffs = [f"{flag} {given!r} vs the checkpoint's {key}={value!r}"
+             for flag, (key, given, value) in asked.items() if given is not None and given != value]
+    if diffs:
+        raise ValueError(f"checkpoint {args.resume} holds a different model: {'; '.join(diffs)}. A test builds "
+                         "the model from the checkpoint's own configuration: drop these options")
+    flags = {"dataset": "data.dataset", "data_root": "data.data_root", "translated_root": "data.translated_root",
+             "trial": "data.trial", "mode": "data.mode", "workers": "data.workers", "cache_dir": "data.cache_dir",
+             "trials": "eval_trials"}
+    choices = {key: getattr(args, flag) for flag, key in flags.items() if getattr(args, flag, None) is not None}
+    return config_for_test(saved, device=_device(args.gpu), **choices)
+
+
+def _raised_by_djanet(exc: BaseException) -> bool:
+    """True when the innermost frame of `exc` is djanet's own code (one of its checks)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    package = str(Path(__file__).resolve().parent)
+    return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(package)
+
+
+def _expected(exc: BaseException) -> bool:
+    """An error one of djanet's checks raised about the user's input (not a bug)."""
+    from .train import NonFiniteLossError
+    return isinstance(exc, (ValueError, KeyError, FileNotFoundError, NotADirectoryError, FileExistsError,
+                            NonFiniteLossError)) and _raised_by_djanet(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:
+        if getattr(args, "debug", False) or not _expected(exc):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"djanet: error: {_one_line(str(message))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(message: str) -> str:
+    """'head:\n  a\n  b' (a list of differences) -> 'head: a; b'."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])] if len(lines) > 1 else lines)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "translate":
         from .translate import translate_command
         out = translate_command(args.dataset, args.data_root, args.out, preset=args.preset,
@@ -153,32 +229,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"translated copy written to {out}")
         return 0
 
-    cfg = config_from_args(args)
     from . import evaluate as ev
     from . import train as tr_mod
 
+    if args.command == "test":
+        rerank = _rerank_from_args(args)
+        cfg = config_for_test_from_args(args)
+        directions = None
+        if cfg.data.dataset == "regdb" and args.tvsearch is not None:
+            directions = ("t2v",) if args.tvsearch else ("v2t",)
+        results = ev.evaluate(cfg, args.resume, directions=directions, flip=args.flip, rerank=rerank)
+        _print_results(results)
+        print(f"metrics written to {ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)}")
+        return 0
+
+    cfg = config_from_args(args)
     if args.command == "train":
-        tr_mod.fit(cfg, resume=args.resume)
         out = tr_mod.run_dir(cfg)
+        if args.resume is not None or args.overwrite:
+            tr_mod.fit(cfg, resume=args.resume, overwrite=args.overwrite)
+        else:
+            from .runs import plan_run
+            plan = plan_run(cfg, out)
+            if int(os.environ.get("RANK", "0")) == 0 and plan.action != "fresh":
+                print(plan.message)
+            if plan.action != "finished":
+                tr_mod.fit(cfg, resume=plan.resume)
+            elif int(os.environ.get("RANK", "0")) == 0:   # a kill after the last checkpoint, before the logs
+                from .runs import complete_finished
+                complete_finished(out, plan)
         print(f"checkpoints: {out / 'checkpoints'}; logs: {out / 'history.csv'}")
         if not args.no_eval and int(os.environ.get("RANK", "0")) == 0:
             best = out / "checkpoints" / "best.pt"
             results = ev.evaluate(cfg, best if best.is_file() else out / "checkpoints" / "last.pt")
             _print_results(results)
         return 0
-    if args.command == "test":
-        directions = None
-        if cfg.data.dataset == "regdb" and args.tvsearch is not None:
-            directions = ("t2v",) if args.tvsearch else ("v2t",)
-        results = ev.evaluate(cfg, args.resume, directions=directions)
-        _print_results(results)
-        print(f"metrics written to {Path(args.resume).resolve().parent.parent / 'metrics.json'}")
-        return 0
     if args.command == "regdb-trials":
         cfg = override(cfg, **{"data.dataset": "regdb"})
         _print_results(tr_mod.regdb_all_trials(cfg))
         return 0
     return 2
+
+
+def _rerank_from_args(args: argparse.Namespace):
+    from .rerank import RerankConfig
+    given = {k: v for k, v in (("k1", args.k1), ("k2", args.k2), ("lambda_value", args.lambda_value))
+             if v is not None}
+    if not args.rerank:
+        if given:
+            raise ValueError("--k1, --k2 and --lambda set the re-ranking; add --rerank to use it")
+        return None
+    return RerankConfig(**given)
 
 
 def _print_results(results) -> None:

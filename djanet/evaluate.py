@@ -6,6 +6,7 @@ rows of the paper are reported: `pool` (GeM output) and `bn` (after BNNeck).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -22,14 +23,21 @@ from .data import EvalSplit, ImageDataset, ImageList, prepare_data, read_test
 from .data.readers import DIRECTIONS
 from .protocols import ProtocolResult, evaluate_split
 from .runtime import load_model, resolve_device, set_threads
+from .saved_config import check_same_model
 
 if TYPE_CHECKING:
     from .model import DJANet
+    from .rerank import RerankConfig
 
 @torch.no_grad()
 def extract_features(model: "DJANet", images: ImageList, modality: str, img_size, device="cpu",
-                     batch_size: int = 64, workers: int = 0, quiet: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised (pool, bn) features of every image in `images`, in order."""
+                     batch_size: int = 64, workers: int = 0, quiet: bool = True,
+                     flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised (pool, bn) features of every image in `images`, in order.
+
+    `flip=True` averages each image's features with its horizontal mirror's (as CAJ and DEEN
+    test), then normalises again.
+    """
     model.eval()
     device = torch.device(device)
     loader = DataLoader(ImageDataset(images, img_size), batch_size=batch_size, shuffle=False,
@@ -38,49 +46,79 @@ def extract_features(model: "DJANet", images: ImageList, modality: str, img_size
     for batch, _ in progress(loader, desc=f"features ({modality})", unit="batches", disable=quiet):
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             pool, bn = model.extract(batch.to(device), modality)
+            if flip:
+                pool_f, bn_f = model.extract(batch.to(device).flip(3), modality)
+                pool, bn = (torch.nn.functional.normalize(a.float() + b.float(), dim=1)
+                            for a, b in ((pool, pool_f), (bn, bn_f)))
         pools.append(pool.float().cpu().numpy())
         bns.append(bn.float().cpu().numpy())
     return np.concatenate(pools), np.concatenate(bns)
 
 
-def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device) -> dict[str, np.ndarray]:
+def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,
+                   flip: bool = False) -> dict[str, np.ndarray]:
     q_pool, q_bn = extract_features(model, split.query, split.query.modality, cfg.data.img_size, device,
-                                    workers=cfg.data.workers, quiet=cfg.quiet)
+                                    workers=cfg.data.workers, quiet=cfg.quiet, flip=flip)
     g_pool, g_bn = extract_features(model, split.gallery, split.gallery.modality, cfg.data.img_size, device,
-                                    workers=cfg.data.workers, quiet=cfg.quiet)
+                                    workers=cfg.data.workers, quiet=cfg.quiet, flip=flip)
     return {"query_pool": q_pool, "query_bn": q_bn, "gallery_pool": g_pool, "gallery_bn": g_bn}
 
 
 def evaluate_split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,
-                            trials: int, features: dict[str, np.ndarray] | None = None
-                            ) -> dict[str, ProtocolResult]:
+                            trials: int, features: dict[str, np.ndarray] | None = None,
+                            rerank: "RerankConfig | None" = None) -> dict[str, ProtocolResult]:
     feats = features if features is not None else split_features(model, split, cfg, device)
     return {name: evaluate_split(split, feats[f"query_{name}"], feats[f"gallery_{name}"],
-                                 trials=trials, feature_name=name)
+                                 trials=trials, feature_name=name, rerank=rerank)
             for name in ("pool", "bn")}
 
 
+def variant_suffix(flip: bool = False, rerank: "RerankConfig | bool | None" = None) -> str:
+    """'', '+flip', '+rerank' or '+flip+rerank': labels results and names the files they go to."""
+    return ("+flip" if flip else "") + ("+rerank" if rerank else "")
+
+
+def metrics_path(out: str | os.PathLike, flip: bool = False, rerank: "RerankConfig | bool | None" = None) -> Path:
+    """metrics.json, or metrics+flip+rerank.json etc.: a test-time variant never replaces the plain one."""
+    return Path(out) / f"metrics{variant_suffix(flip, rerank)}.json"
+
+
 def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[str, ...] | None = None,
-             out_dir: str | os.PathLike | None = None) -> dict[str, ProtocolResult]:
+             out_dir: str | os.PathLike | None = None, flip: bool = False,
+             rerank: "RerankConfig | bool | None" = None) -> dict[str, ProtocolResult]:
     """Evaluate a checkpoint on the test protocol(s) of `cfg.data.dataset`.
 
+    The model is rebuilt from the checkpoint's own configuration; `cfg` chooses the test data
+    and device, and a model option of `cfg` that disagrees with the checkpoint raises ValueError
+    (`djanet.saved_config.config_for_test` turns a checkpoint's config into a test config).
     Returns results keyed `"<direction>/<feature>"` (e.g. `"i2v/bn"`), and writes
     `metrics.json` and `features_<direction>.npz` into `out_dir` (default: the
-    checkpoint's run folder).
+    checkpoint's run folder).  Test-time options: `flip` averages features with the mirrored
+    image's; `rerank` (True for the paper's k1=20, k2=6, lambda=0.3, or a RerankConfig)
+    re-ranks each trial's distances (djanet.rerank).  They label the results (`"i2v/bn+flip"`)
+    and the files (`metrics+flip.json`, `features_<direction>+flip.npz`).
     """
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
-    model, _ = load_model(checkpoint, device=str(device))
+    model, saved = load_model(checkpoint, device=str(device))
+    check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
+    if rerank is True:
+        from .rerank import RerankConfig
+        rerank = RerankConfig()
+    rerank = rerank or None
+    suffix = variant_suffix(flip, rerank)
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent
     results: dict[str, ProtocolResult] = {}
     for direction, split, trials in _test_splits(cfg, directions):
-        feats = split_features(model, split, cfg, device)
-        for name, res in evaluate_split_features(model, split, cfg, device, trials, feats).items():
-            results[f"{direction}/{name}"] = res
-        _save_features(out / f"features_{direction}.npz", feats, split)
+        feats = split_features(model, split, cfg, device, flip=flip)
+        for name, res in evaluate_split_features(model, split, cfg, device, trials, feats, rerank).items():
+            res.feature = f"{name}{suffix}"
+            results[f"{direction}/{res.feature}"] = res
+        _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
     payload = {"checkpoint": str(checkpoint), "dataset": cfg.data.dataset, "mode": cfg.data.mode,
-               "trial": cfg.data.trial, "results": {k: r.to_dict() for k, r in results.items()}}
-    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=1))
+               "trial": cfg.data.trial, "flip": flip, "rerank": dataclasses.asdict(rerank) if rerank else None,
+               "results": {k: r.to_dict() for k, r in results.items()}}
+    atomic_write_text(metrics_path(out, flip, rerank), json.dumps(payload, indent=1))
     return results
 
 

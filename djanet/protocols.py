@@ -251,13 +251,15 @@ def _row(trial, cmc, mAP, mINP, n_query, n_gallery) -> dict[str, float]:
 
 def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, trials: int = 10,
                    shot: int = 1, feature_name: str = "bn", rand_perm: dict | str | None = None,
-                   max_rank: int = 20) -> ProtocolResult:
+                   max_rank: int = 20, rerank=None) -> ProtocolResult:
     """Run the dataset's protocol on features of `split.query` and the FULL `split.gallery`.
 
     SYSU-MM01 and LLCM: `trials` gallery draws (seeds 0..trials-1), the gallery side sampled.
     SYSU also takes `shot` (1 or 10) and `rand_perm`: None = seeded sampling (the community's),
     a dict from read_rand_perm, or 'auto' = the dataset's exp/rand_perm_cam.mat when present.
     RegDB: one trial, the whole gallery (`trials` is ignored).
+    `rerank` (a djanet.rerank.RerankConfig) re-ranks each trial's query x gallery distances: the
+    k-reciprocal sets depend on the gallery, so they are built per trial.
     """
     q, g = split.query, split.gallery
     if len(q) == 0:
@@ -312,7 +314,13 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
         if len(idx) == 0:
             raise ValueError(f"{dataset} {split.mode}: trial {t} sampled an empty gallery; check "
                              f"the gallery cameras {sorted(set(g_cams.tolist()))}")
-        cmc, mAP, mINP = metric(dist[:, idx], idx)
+        if rerank is not None:
+            from .rerank import rerank as k_reciprocal
+            trial_dist = k_reciprocal(query_feat, np.asarray(gallery_feat)[idx], rerank.k1, rerank.k2,
+                                      rerank.lambda_value)
+        else:
+            trial_dist = dist[:, idx]
+        cmc, mAP, mINP = metric(trial_dist, idx)
         rows.append(_row(t, cmc, mAP, mINP, len(q), len(idx)))
         curves.append(np.pad(cmc, (0, max_rank - len(cmc)), mode="edge"))
     return ProtocolResult(dataset, split.mode, split.direction, feature_name, gallery, rows,

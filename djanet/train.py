@@ -15,7 +15,6 @@ One loop for every setting (a CI smoke run on the `tiny` preset, a laptop
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -29,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed as dist_utils
+from . import runs
 from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible, load_checkpoint,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, override, to_dict
@@ -165,8 +165,12 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, st
     }
 
 
-def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFrame:
+def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Train `cfg` from scratch, or continue from `resume`; returns the per-epoch history.
+
+    A run folder that already holds checkpoints is never trained over silently: without
+    `resume` it raises `runs.RunExistsError`, unless `overwrite=True` deletes them first
+    (`fit_or_load` and the `train` command continue a run instead; see djanet.runs).
 
     Writes `config.json`, `history.csv`/`history.json`, TensorBoard scalars and
     `checkpoints/last.pt` (every epoch) and `checkpoints/best.pt` under `run_dir(cfg)`.
@@ -176,7 +180,13 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
     set_threads(cfg.threads)
     out = run_dir(cfg)
     ckpt_dir = out / "checkpoints"
+    if resume is None and not overwrite and runs.has_checkpoints(out):
+        raise runs.RunExistsError(f"run folder {out} already holds checkpoints; pass resume=PATH to continue "
+                                  "(or use fit_or_load), overwrite=True to start over, or another run_name")
     if world.is_main:
+        if overwrite and resume is None:
+            runs.clear_run(out)
+        runs.clear_stale_temporaries(out)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
@@ -270,10 +280,13 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> pd.DataFra
                             "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
                                    epoch + 1, 0, history, best)
-                atomic_torch_save(ckpt, ckpt_dir / "last.pt")
+                # best.pt first: a kill between the two writes leaves last.pt one epoch behind (both are
+                # complete checkpoints; a re-run continues from the furthest), never best.pt behind the
+                # best epoch that last.pt records.
                 if improved or (val_split is None and last_epoch):
                     atomic_torch_save(ckpt, ckpt_dir / "best.pt")
-                _write_history(out, history, writer)
+                atomic_torch_save(ckpt, ckpt_dir / "last.pt")
+                runs.write_history(out, history, writer)
             world.barrier()
     except KeyboardInterrupt:
         if world.is_main:
@@ -301,18 +314,6 @@ def _tensorboard(cfg: TrainConfig, out: Path):
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
-def _write_history(out: Path, history: list[dict], writer) -> None:
-    frame = pd.DataFrame(history)
-    atomic_write_text(out / "history.csv", frame.to_csv(index=False))
-    atomic_write_text(out / "history.json", json.dumps(history, indent=1))
-    if writer is not None:
-        row = history[-1]
-        for k, v in row.items():
-            if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
-                writer.add_scalar(k.replace("loss_", "loss/").replace("val_", "val/"), v, row["epoch"])
-        writer.flush()
-
-
 def _finished(ckpt: dict, cfg: TrainConfig) -> bool:
     return ckpt["epoch"] >= cfg.optim.epochs and ckpt["step"] == 0
 
@@ -327,13 +328,14 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     """Train only when the run's final checkpoint is missing (continuing a partial run)."""
     out = run_dir(cfg)
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    saved = {p: load_checkpoint(p) for p in (last, out / "checkpoints" / "interrupted.pt") if p.is_file()}
-    if last in saved and _finished(saved[last], cfg):
-        history = saved[last]["history"]
+    # whichever of last.pt / interrupted.pt / best.pt got furthest (best.pt is written first)
+    found = runs.furthest_checkpoint(out)
+    if found is not None and _finished(found[1], cfg):
+        history = found[1]["history"]
+        if found[0] != last:        # killed between the final best.pt and last.pt
+            runs.complete_finished(out, runs.RunPlan("finished", found[0], "", list(history)))
     else:
-        # continue from whichever of last.pt / interrupted.pt got further
-        furthest = max(saved, key=lambda p: (saved[p]["epoch"], saved[p]["step"]), default=None)
-        history = fit(cfg, resume=furthest)
+        history = fit(cfg, resume=found[0] if found else None)
     return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,
                history=pd.DataFrame(history))
 

@@ -267,3 +267,31 @@ def umap_scatter(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence
         for ax in (ax_m, ax_i):
             _off(ax)
     return fig
+
+
+def activation_pairs(query_images: Sequence[Any], gallery_images: Sequence[Any],
+                     maps: Mapping[str, tuple[Any, Any, Any]], alpha: float = 0.5,
+                     suptitle: str | None = None) -> Figure:
+    """Query/gallery pairs with each model's activation maps overlaid (djanet.cam).
+
+    `maps[model] = (query maps, gallery maps, similarities)` as `pair_activation_maps` returns
+    them, maps (B, H, W) in [0, 1] at the images' size.  One row per model; each pair takes
+    two columns (query, gallery), titled with the pair's cosine similarity for that model.
+    """
+    n = len(query_images)
+    if len(gallery_images) != n:
+        raise ValueError(f"{n} query images but {len(gallery_images)} gallery images; pairs need both")
+    fig, axes = _figure(len(maps), 2 * n, (1.2, 2.4))
+    for r, (name, (q_maps, g_maps, sims)) in enumerate(maps.items()):
+        for p in range(n):
+            for c, (img, cam, side) in enumerate(((query_images[p], q_maps[p], "query"),
+                                                  (gallery_images[p], g_maps[p], "gallery"))):
+                ax = axes[r, 2 * p + c]
+                ax.imshow(to_image(img))
+                ax.imshow(np.asarray(cam), cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+                _off(ax)
+                ax.set_title(f"{side} {p + 1}" + (f"\ncos {float(sims[p]):.2f}" if c == 1 else ""), fontsize=7)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
