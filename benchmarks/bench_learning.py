@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from djanet import train as engine
-from djanet.config import get_config, override
+from djanet.config import AGW_SWITCHES, get_config, override
 from djanet.data import read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
@@ -40,7 +40,7 @@ from djanet.model import DJANet
 METRICS = ("r1", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
 VARIANTS = {
-    "agw": {"model.stems": False, "model.align": False, "loss.complementary": False},
+    "agw": AGW_SWITCHES,
     "djanet": {},
 }
 

@@ -21,7 +21,7 @@ import time
 import torch
 
 from djanet import train as engine
-from djanet.config import get_config, override
+from djanet.config import agw_baseline, get_config
 from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, prepare_data, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
@@ -107,7 +107,7 @@ def main() -> None:
     ds = FourViewDataset(split, cfg.data.img_size)
     batch = torch.utils.data.default_collate([ds[p] for p in pairs])
 
-    agw = override(cfg, **{"model.stems": False, "model.align": False, "loss.complementary": False})
+    agw = agw_baseline(cfg)
     agw_s = time_steps(split, agw, batch, args.steps, device)
     dja_s = time_steps(split, cfg, batch, args.steps, device)
     print(f"preset={args.preset} device={device} threads={torch.get_num_threads()} "

@@ -205,6 +205,15 @@ def validate(cfg: TrainConfig) -> None:
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")
 
 
+AGW_SWITCHES = {"model.stems": False, "model.align": False, "model.non_local": True,
+                "loss.complementary": False}
+
+
+def agw_baseline(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with DJANet's feature-level parts switched off: the AGW baseline at the same budget."""
+    return override(cfg, **AGW_SWITCHES)
+
+
 def get_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     """Resolve a named preset (paper, cpu-demo, tiny) and apply overrides."""
     if preset not in PRESETS:
