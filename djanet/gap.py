@@ -146,7 +146,8 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     """How much of within-modality matching survives across modalities.
 
     Gallery: every visible image.  ``r1_within``: each visible image queried against the visible
-    images of *other* cameras; ``r1_cross``: each infrared image queried against all visible
+    images of *other* cameras (with a single visible camera, as RegDB: against every other visible
+    image); ``r1_cross``: each infrared image queried against all visible
     images; ``cross_share`` = r1_cross / r1_within (identities with no visible image in another
     camera still count as queries: they are a miss for both).
     """
@@ -156,8 +157,11 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     vis, ir = m == 0, m == 1
     if not vis.any() or not ir.any():
         raise ValueError("cross_modal_share needs images of both modalities")
-    same_cam = c[vis][:, None] == c[vis][None, :]
-    within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=same_cam)
+    if len(np.unique(c[vis])) > 1:
+        exclude = c[vis][:, None] == c[vis][None, :]
+    else:   # one visible camera (RegDB): leave the query itself out instead
+        exclude = np.eye(int(vis.sum()), dtype=bool)
+    within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
     cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
     return {"r1_within": within, "r1_cross": cross,
             "cross_share": cross / within if within > 0 else float("nan")}

@@ -97,3 +97,11 @@ def test_cross_modal_share_of_aligned_and_shifted_features():
     assert aligned > 0.8 and shifted < 0.3
     with pytest.raises(ValueError, match="both modalities"):
         cross_modal_share(x[:6], pids[:6], cams[:6], ["visible"] * 6)
+
+
+def test_cross_modal_share_with_one_visible_camera_leaves_the_query_out():
+    x = np.array([[0.0], [0.1], [10.0], [10.1], [0.2], [10.2]])
+    pids = np.array([0, 0, 1, 1, 0, 1])
+    cams = np.array([1, 1, 1, 1, 2, 2])           # RegDB: one visible, one thermal camera
+    s = cross_modal_share(x, pids, cams, ["visible"] * 4 + ["infrared"] * 2)
+    assert s["r1_within"] == 1.0 and s["r1_cross"] == 1.0 and s["cross_share"] == 1.0
