@@ -30,12 +30,13 @@ import torch
 
 from djanet import train as engine
 from djanet.config import AGW_SWITCHES, get_config, override
-from djanet.data import read_test
+from djanet.data import prepare_data, read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
 from djanet.evaluate import evaluate_split_features, split_baselines, split_features
 from djanet.gap import cross_modal_share, modality_gap
 from djanet.model import DJANet
+from djanet.runtime import load_model, resolve_device, set_threads
 
 METRICS = ("r1", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
@@ -76,7 +77,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
             t0 = time.perf_counter()
             run = engine.fit_or_load(scfg)
             history = run.history
-            model, _ = engine.load_model(run.best, device=str(device))
+            model, _ = load_model(run.best, device=str(device))
             extra = {"train_acc": 100 * float(history["acc"].iloc[-1]),
                      "train_s": float(history["time_s"].sum()),
                      "best_epoch": int(torch.load(run.best, map_location="cpu", weights_only=False)["epoch"]),
@@ -131,10 +132,10 @@ def main() -> None:
     if a.epochs is not None:
         changes["optim.epochs"] = a.epochs
     cfg = get_config(a.preset, **changes)
-    engine.set_threads(cfg.threads)
-    device = engine.resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     direction = DIRECTIONS[a.dataset][0]
-    split = read_test(a.dataset, engine.prepare_data(cfg), mode=cfg.data.mode, trial=cfg.data.trial,
+    split = read_test(a.dataset, prepare_data(cfg), mode=cfg.data.mode, trial=cfg.data.trial,
                       direction=direction)
     print(f"{a.dataset} (data seed {a.data_seed}), {direction}, {len(set(split.query.pids))} test ids, "
           f"{len(split.query)} queries, {len(split.gallery)} gallery candidates; preset {a.preset}, "
