@@ -80,7 +80,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
             model, _ = load_model(run.best, device=str(device))
             extra = {"train_acc": 100 * float(history["acc"].iloc[-1]),
                      "train_s": float(history["time_s"].sum()),
-                     "best_epoch": int(torch.load(run.best, map_location="cpu", weights_only=False)["epoch"]),
+                     "best_epoch": int(history.loc[history["val_r1"].idxmax(), "epoch"]),
                      "wall_s": time.perf_counter() - t0}
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]

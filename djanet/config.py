@@ -102,8 +102,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting: ImageNet-initialised ResNet-50 at 384x192, P=24 identities x K=4,
     # 150 epochs, AMP. The weights come from torchvision (download or the local torch cache).
     "paper": {"model.pretrained": True},
-    # Trains in about three minutes on a 2-core laptop CPU, from random weights, on the synthetic
-    # SYSU-MM01 layout (96 test ids). Chosen by measurement on validation ids of another data seed
+    # Trains in about nine minutes on a 2-core CPU (561 s measured, one thread), from random
+    # weights, on the synthetic SYSU-MM01 layout (96 test ids). Chosen by measurement on validation ids of another data seed
     # (book/method.md, "Training at CPU scale"): 480 steps of 16 identities x 1 pair (each step sees
     # twice as many classes as 8 x 2), the first 100 training ids (each seen ~77 times instead of
     # ~26 over 296), shifts of 5% of the width and no erasing (the paper's pad 10 was +-30% at 32 px

@@ -168,14 +168,3 @@ def baselines(cfg: TrainConfig) -> dict[str, ProtocolResult]:
     return {f"{direction}/{name}": res
             for direction, split, trials in _test_splits(cfg)
             for name, res in split_baselines(split, cfg.data.img_size, trials, cfg.seed).items()}
-
-
-def pixel_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
-    """The same protocols on raw grey pixels (no learning): the floor a model must beat."""
-    return {k: v for k, v in baselines(cfg).items() if k.endswith("/pixels")}
-
-
-def random_baseline(cfg: TrainConfig) -> dict[str, ProtocolResult]:
-    """The same protocols on random features: the chance level."""
-    return {k: v for k, v in baselines(cfg).items() if k.endswith("/random")}
-

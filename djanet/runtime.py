@@ -26,9 +26,10 @@ def resolve_device(spec: str) -> torch.device:
 def set_threads(threads: int | None) -> None:
     """Set torch's CPU thread count (None leaves torch's default of one per core).
 
-    One thread is the default because it stays fast when the machine is busy: on a 2-core machine
-    with another process at work, a cpu-demo step took 6.4 s with torch's two threads and 0.37 s
-    with one (their OpenMP threads wait on each other for a core); see benchmarks/bench_train.py.
+    The small presets use one thread because it stays fast when the machine is busy: on a 2-core
+    machine with another process at work, a step of the earlier cpu-demo recipe took 6.4 s with
+    torch's two threads and 0.37 s with one (their OpenMP threads wait on each other for a core);
+    `benchmarks/bench_train.py --threads` measures both side by side.
     """
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
