@@ -10,7 +10,8 @@ and compared with the compute time per step: the loader must not be the bottlene
 
 `--threads` also times the DJANet step with one torch thread and with torch's default (one per
 core), each on an idle machine and beside a busy neighbour (a second process multiplying
-matrices on one thread), side by side: the reason the small presets set `threads=1`.
+matrices on one thread), side by side, and "auto" (djanet.threads.ThreadTuner choosing between
+them from measured step times, probes included): the reason the small presets set `threads="auto"`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 from djanet.runtime import resolve_device, set_threads
+from djanet.threads import ThreadTuner
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()   # read before any preset changes it
 
@@ -39,7 +41,8 @@ def time_loader(split, cfg, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def time_steps(split, cfg, batch, steps: int, device) -> float:
+def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None = None) -> float:
+    """Seconds per training step after one warm-up step; with a `tuner`, it picks the threads."""
     engine.seed_everything(0)
     model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
     opt = engine.make_optimizer(model, cfg.optim)
@@ -50,7 +53,12 @@ def time_steps(split, cfg, batch, steps: int, device) -> float:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
+        if tuner is not None:
+            tuner.before_step()
+        t_step = time.perf_counter()
         engine.train_step(model, loss_fn, batch, opt, scaler, device)
+        if tuner is not None:
+            tuner.after_step(time.perf_counter() - t_step)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps
@@ -65,7 +73,8 @@ def _busy(stop) -> None:
 
 
 def time_threads(split, cfg, batch, steps: int, device) -> None:
-    """DJANet step time for 1 thread vs torch's default, idle and beside a busy process."""
+    """DJANet step time for 1 thread, torch's default and "auto" (a ThreadTuner, probing included,
+    over 4x the steps), idle and beside a busy process."""
     default = TORCH_DEFAULT_THREADS
     rows = []
     for busy in (False, True):
@@ -76,15 +85,18 @@ def time_threads(split, cfg, batch, steps: int, device) -> None:
             time.sleep(1.0)
         for threads in (1, default):
             torch.set_num_threads(threads)
-            rows.append((busy, threads, time_steps(split, cfg, batch, steps, device)))
+            rows.append((busy, str(threads), time_steps(split, cfg, batch, steps, device)))
+        tuner = ThreadTuner()
+        sec = time_steps(split, cfg, batch, 4 * steps, device, tuner)
+        rows.append((busy, f"auto {tuner.summary()}", sec))
         if proc is not None:
             stop.set()
             proc.join()
-    torch.set_num_threads(cfg.threads or default)
-    print(f"\n{'neighbour':12s}{'threads':>8s}{'s/step':>10s}{'vs 1 thread idle':>18s}")
+    set_threads(cfg.threads)
+    print(f"\n{'neighbour':12s}{'threads':>22s}{'s/step':>10s}{'vs 1 thread idle':>18s}")
     base = rows[0][2]
     for busy, threads, sec in rows:
-        print(f"{'busy' if busy else 'idle':12s}{threads:8d}{sec:10.3f}{sec / base:17.2f}x")
+        print(f"{'busy' if busy else 'idle':12s}{threads:>22s}{sec:10.3f}{sec / base:17.2f}x")
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ class TrainConfig:
     select_on: str = "val"                # model selection split: val | test (test is labelled peeking)
     eval_trials: int = 10                 # gallery trials in the final evaluation
     max_steps_per_epoch: int | None = None  # cap on iterations per epoch (CPU budgets, smoke runs)
-    threads: int | None = None            # torch CPU threads (None: torch's default, one per core)
+    threads: int | str | None = None      # torch CPU threads: N, "auto" (timed: djanet.threads), None (torch's default)
     quiet: bool = False                   # no progress bars
     tensorboard: bool = True              # write TensorBoard scalars when tensorboard is installed
 
@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "loss.margin": 0.3, "loss.triplet_warmup": 2,
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
         "optim.epochs": 6, "optim.warmup_epochs": 1, "optim.milestones": (5,), "max_steps_per_epoch": 80,
-        "eval_every": 2, "eval_trials": 10, "threads": 1,
+        "eval_every": 2, "eval_trials": 10, "threads": "auto",
     },
     # Seconds; for tests and smoke runs.
     "tiny": {
@@ -198,8 +198,10 @@ def validate(cfg: TrainConfig) -> None:
     if not 0 <= cfg.data.pad_fraction < 0.5 or not 0 <= cfg.data.erasing_p <= 1:
         raise ValueError(f"data.pad_fraction={cfg.data.pad_fraction} must be in [0, 0.5) and "
                          f"data.erasing_p={cfg.data.erasing_p} in [0, 1]")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ValueError(f"threads={cfg.threads}; expected None (torch's default) or >= 1")
+    if not (cfg.threads is None or cfg.threads == "auto"
+            or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool) and cfg.threads >= 1)):
+        raise ValueError(f"threads={cfg.threads!r}; expected None (torch's default), 'auto' "
+                         "(chosen from measured step times) or an int >= 1")
     if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
         raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, from_dict
 from .model import DJANet
+from .threads import set_threads  # noqa: F401  (re-exported: callers import it from here)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -21,18 +22,6 @@ def resolve_device(spec: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={spec!r} but CUDA is not available here; use device='cpu' or 'auto'")
     return dev
-
-
-def set_threads(threads: int | None) -> None:
-    """Set torch's CPU thread count (None leaves torch's default of one per core).
-
-    The small presets use one thread because it stays fast when the machine is busy: on a 2-core
-    machine with another process at work, a step of the earlier cpu-demo recipe took 6.4 s with
-    torch's two threads and 0.37 s with one (their OpenMP threads wait on each other for a core);
-    `benchmarks/bench_train.py --threads` measures both side by side.
-    """
-    if threads is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:

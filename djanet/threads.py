@@ -1,0 +1,127 @@
+"""torch's CPU thread count, chosen from measured step times (`threads="auto"`).
+
+On an idle 2-core machine a cpu-demo DJANet step takes 0.45 s with two threads and 0.82 s with
+one; beside one busy process it takes 1.48 s with two and 0.88 s with one (OpenMP threads wait
+for a core the neighbour holds; an earlier recipe measured 6.4 s against 0.37 s). No fixed count
+is right for both, and a neighbour can start or stop in the middle of a run, so `ThreadTuner`
+times the training steps under each candidate count, keeps the faster one and probes the others
+again now and then: sooner when the current choice slows down, less often while they keep losing.
+
+Changing the thread count changes the order of floating-point reductions, so an "auto" run is not
+bit-for-bit repeatable on CPU; set `threads=1` where that matters (the tests do).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+import torch
+
+AUTO = "auto"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | str | None) -> None:
+    """Set torch's CPU threads: an int; "auto" starts at all cores (a `ThreadTuner` takes over in
+    training); None leaves torch's default (one per core)."""
+    count = available_cores() if threads == AUTO else threads
+    if count is not None and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
+class ThreadTuner:
+    """Picks the fastest of `candidates` thread counts from the steps it is shown.
+
+    Call `before_step()` before each step (it sets torch's thread count) and `after_step(seconds)`
+    with the step's duration. Each probe runs `probe_steps` steps per candidate (the first step of
+    a run, which builds kernels, is not measured); between probes the winner runs for `interval`
+    steps, doubling up to `max_interval` each time the winner is confirmed, and a probe starts at
+    once when the winner's recent median exceeds `slowdown` x its time in the last probe.
+    """
+
+    def __init__(self, candidates: tuple[int, ...] | None = None, probe_steps: int = 2,
+                 first_interval: int = 20, max_interval: int = 80, slowdown: float = 1.5):
+        cores = available_cores()
+        cands = candidates if candidates is not None else (cores, 1)
+        self.candidates = tuple(dict.fromkeys(int(c) for c in cands))
+        if not self.candidates or min(self.candidates) < 1:
+            raise ValueError(f"ThreadTuner candidates={cands!r}; expected thread counts >= 1")
+        self.probe_steps, self.first_interval = probe_steps, first_interval
+        self.max_interval, self.slowdown = max_interval, slowdown
+        self.interval = first_interval
+        self.choice = self.candidates[0]
+        self.reference: float | None = None        # the winner's time in the last probe
+        self.recent: list[float] = []               # the winner's steps since then
+        self.queue: list[int] = []                  # thread counts of the coming probe steps
+        self.probe: dict[int, list[float]] = {}
+        self.since_probe = 0
+        self.warm = False
+        self.log: list[tuple[int, float]] = []      # (threads, seconds) of every measured step
+        self._start_probe()
+
+    @property
+    def enabled(self) -> bool:
+        return len(self.candidates) > 1
+
+    def _start_probe(self) -> None:
+        self.probe = {c: [] for c in self.candidates}
+        # the current choice last, so a probe ends on the count that will most likely run next
+        self.queue = [c for c in self.candidates if c != self.choice] + [self.choice]
+        if self.reference is None:
+            self.queue = list(self.candidates)
+        self.queue = [c for c in self.queue for _ in range(self.probe_steps)]
+
+    def before_step(self) -> int:
+        """Set and return the thread count for the next step."""
+        threads = self.queue[0] if self.queue else self.choice
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return threads
+
+    def after_step(self, seconds: float) -> None:
+        """Record the duration of the step that `before_step` prepared."""
+        threads = torch.get_num_threads()
+        if not self.warm:          # the first step builds kernels and caches: not a measurement
+            self.warm = True
+            return
+        self.log.append((threads, seconds))
+        if not self.enabled:
+            return
+        if self.queue:
+            self.queue.pop(0)
+            self.probe[threads].append(seconds)
+            if not self.queue:
+                self._decide()
+            return
+        self.recent.append(seconds)
+        self.since_probe += 1
+        slowed = (len(self.recent) >= 3 and self.reference is not None
+                  and statistics.median(self.recent[-3:]) > self.slowdown * self.reference)
+        if slowed or self.since_probe >= self.interval:
+            if slowed:
+                self.interval = self.first_interval
+            self._start_probe()
+
+    def _decide(self) -> None:
+        times = {c: min(ts) for c, ts in self.probe.items() if ts}
+        best = min(times, key=times.get)
+        if best == self.choice and self.reference is not None:
+            self.interval = min(2 * self.interval, self.max_interval)
+        else:
+            self.interval = self.first_interval
+        self.choice, self.reference = best, times[best]
+        self.recent, self.since_probe = [], 0
+
+    def summary(self) -> dict[int, int]:
+        """Measured steps per thread count."""
+        counts: dict[int, int] = {}
+        for threads, _ in self.log:
+            counts[threads] = counts.get(threads, 0) + 1
+        return counts

@@ -1,0 +1,68 @@
+"""The thread tuner follows measured step times (fed here, so the test does not time anything)."""
+import pytest
+import torch
+
+from djanet.config import get_config
+from djanet.threads import ThreadTuner, available_cores, set_threads
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def run(tuner: ThreadTuner, seconds_for: dict[int, float], steps: int) -> list[int]:
+    used = []
+    for _ in range(steps):
+        threads = tuner.before_step()
+        used.append(threads)
+        tuner.after_step(seconds_for[threads])
+    return used
+
+
+def test_idle_machine_keeps_all_cores_and_backs_off_probing():
+    tuner = ThreadTuner(candidates=(2, 1), probe_steps=2, first_interval=4, max_interval=16)
+    used = run(tuner, {2: 0.45, 1: 0.82}, 1 + 4 + 4)
+    # warm-up (not measured), then 2 steps at each count, then the faster one
+    assert used[:5] == [2, 2, 2, 1, 1]
+    assert tuner.choice == 2 and tuner.reference == 0.45
+    assert used[5:] == [2, 2, 2, 2]
+    run(tuner, {2: 0.45, 1: 0.82}, 4)        # second probe confirms: the interval doubles
+    assert tuner.choice == 2 and tuner.interval == 8
+    assert tuner.summary()[1] == 4 and tuner.log[0] == (2, 0.45)
+
+
+def test_busy_neighbour_switches_to_one_thread_at_once():
+    tuner = ThreadTuner(candidates=(2, 1), probe_steps=2, first_interval=50)
+    run(tuner, {2: 0.45, 1: 0.82}, 5)
+    assert tuner.choice == 2
+    # a neighbour starts: two threads now wait on each other; three slow steps trigger a probe
+    used = run(tuner, {2: 1.48, 1: 0.88}, 3 + 4)
+    assert used[3:] == [1, 1, 2, 2]           # the other count first, the current one last
+    assert tuner.choice == 1 and tuner.reference == 0.88
+    assert tuner.before_step() == 1 and torch.get_num_threads() == 1
+
+
+def test_one_core_never_probes():
+    tuner = ThreadTuner(candidates=(1, 1))
+    assert not tuner.enabled
+    assert set(run(tuner, {1: 0.5}, 10)) == {1}
+
+
+def test_bad_candidates_and_config_values_are_named():
+    with pytest.raises(ValueError, match="candidates"):
+        ThreadTuner(candidates=(0, 1))
+    with pytest.raises(ValueError, match="threads='many'"):
+        get_config("tiny", threads="many")
+    assert get_config("tiny", threads="auto").threads == "auto"
+
+
+def test_set_threads_auto_uses_every_core():
+    set_threads(1)
+    assert torch.get_num_threads() == 1
+    set_threads("auto")
+    assert torch.get_num_threads() == available_cores()
+    set_threads(None)   # leaves it
+    assert torch.get_num_threads() == available_cores()
