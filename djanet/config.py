@@ -102,20 +102,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting: ImageNet-initialised ResNet-50 at 384x192, P=24 identities x K=4,
     # 150 epochs, AMP. The weights come from torchvision (download or the local torch cache).
     "paper": {"model.pretrained": True},
-    # Trains in about nine minutes on a 2-core CPU (561 s measured, one thread), from random
-    # weights, on the synthetic SYSU-MM01 layout (96 test ids). Chosen by measurement on validation ids of another data seed
-    # (book/method.md, "Training at CPU scale"): 480 steps of 16 identities x 1 pair (each step sees
-    # twice as many classes as 8 x 2), the first 100 training ids (each seen ~77 times instead of
-    # ~26 over 296), shifts of 5% of the width and no erasing (the paper's pad 10 was +-30% at 32 px
-    # wide), identity loss alone for two epochs before the triplet (margin 0.3), Adam with a 10x head
-    # learning rate, one torch thread (fast when the machine is busy, see set_threads).
+    # From random weights on the synthetic SYSU-MM01 layout (96 test ids), in about four minutes a
+    # model on an idle 2-core CPU (book/method.md has the measured times). Chosen by measurement on
+    # validation ids of another data seed (book/method.md, "Training at CPU scale"): 300 steps of 16
+    # identities x 1 pair (each step sees twice as many classes as 8 x 2), the first 100 training ids
+    # (each seen ~48 times instead of ~16 over 296), shifts of 5% of the width and no erasing (the
+    # paper's pad 10 was +-30% at 32 px wide), identity loss alone for two epochs before the triplet
+    # (margin 0.3), Adam with a 10x head learning rate, torch threads chosen from measured step
+    # times (all cores when idle, one beside a busy process: djanet.threads).
     "cpu-demo": {
         "data.img_size": (64, 32), "data.ids_per_batch": 16, "data.num_pos": 1, "data.workers": 0,
         "data.train_ids": 100, "data.erasing_p": 0.0,
         "model.arch": "resnet18", "model.align_dim": 64, "model.attn_heads": 8, "model.d_state": 16,
         "loss.margin": 0.3, "loss.triplet_warmup": 2,
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
-        "optim.epochs": 6, "optim.warmup_epochs": 1, "optim.milestones": (5,), "max_steps_per_epoch": 80,
+        "optim.epochs": 5, "optim.warmup_epochs": 1, "optim.milestones": (4,), "max_steps_per_epoch": 60,
         "eval_every": 2, "eval_trials": 10, "threads": "auto",
     },
     # Seconds; for tests and smoke runs.
