@@ -1,12 +1,18 @@
-"""Training throughput on the cpu-demo preset: AGW vs DJANet, data loading vs compute, threads.
+"""Training throughput of a preset: AGW vs DJANet, the data loader vs the model, threads.
 
     python benchmarks/bench_train.py [--preset cpu-demo] [--steps 6] [--device auto] [--threads]
+    python benchmarks/bench_train.py --preset gpu-demo --workers 0 4 8 16 --cache both   # loader vs model
 
 Both models and the loader are measured in this one run, side by side, so the
 ratios are comparable.  Images/second counts all four views (4 x P x K images per
-step).  The loader is measured on its own (iterating batches without the model)
-and compared with the compute time per step: the loader must not be the bottleneck
-(with `data.workers` processes it runs in parallel with the step).
+step).  The loader is measured on its own, as training builds it (the preset's
+`data.workers` processes, the memory-mapped cache when `data.use_cache`, pinned memory
+on CUDA), iterating batches without the model: after its first batch (printed apart:
+every epoch pays it, the workers start anew) and the batches its workers had ready by
+then, its steady rate.  That rate is compared with the DJANet training step's
+(optimiser and AMP included): the loader keeps up when it delivers images at least as
+fast as the model consumes them, and otherwise starves it.  `--workers` and `--cache`
+sweep the loader's settings side by side.
 
 `--threads` also times the DJANet step with one torch thread and with torch's default (one per
 core), each on an idle machine and beside a busy neighbour (a second process multiplying
@@ -16,14 +22,17 @@ them from measured step times, probes included): the reason the small presets se
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import multiprocessing as mp
 import time
 
 import torch
 
 from djanet import train as engine
-from djanet.config import agw_baseline, get_config
-from djanet.data import FourViewDataset, IdentitySampler, batch_size, make_train_loader, prepare_data, read_train
+from djanet.config import agw_baseline, get_config, override
+from djanet.data import (FourViewDataset, IdentitySampler, batch_size, cached_arrays, make_train_loader,
+                         prepare_data, read_train)
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 from djanet.runtime import resolve_device, set_threads
@@ -32,13 +41,47 @@ from djanet.threads import ThreadTuner
 TORCH_DEFAULT_THREADS = torch.get_num_threads()   # read before any preset changes it
 
 
-def time_loader(split, cfg, steps: int) -> float:
-    it = iter(make_train_loader(split, cfg.data, seed=0))
-    next(it)
+def time_loader(split, cfg, batches: int, cache=None) -> tuple[float, float]:
+    """(seconds to the first batch, steady seconds per batch) of the training loader of `cfg`.
+
+    The first `workers` batches are produced in parallel during the start, so the steady rate is
+    timed after them, over `batches` more (fewer when the epoch is shorter).
+    """
+    pin = torch.cuda.is_available() and resolve_device(cfg.device).type == "cuda"
+    loader = make_train_loader(split, cfg.data, seed=0, cache=cache, pin_memory=pin)
+    ready = max(1, cfg.data.workers)
+    if len(loader) < ready + 1:
+        raise ValueError(f"an epoch of {len(loader)} batches is too short to time {cfg.data.workers} "
+                         "workers; use fewer workers or a larger training split")
+    batches = min(batches, len(loader) - ready)
     t0 = time.perf_counter()
-    for _ in range(steps):
+    it = iter(loader)
+    next(it)
+    first = time.perf_counter() - t0
+    for _ in range(ready - 1):
         next(it)
-    return (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    steady = (time.perf_counter() - t0) / batches
+    del it
+    return first, steady
+
+
+def loader_vs_model(split, cfg, model_s: float, images_per_step: int, workers: list[int],
+                    caches: list[bool], batches: int) -> list[dict]:
+    """One row per loader setting: its rate against the model's, and whether it keeps up."""
+    rows = []
+    for use_cache in caches:
+        arrays = cached_arrays(split, cfg.data.img_size, cfg.data.cache_dir) if use_cache else None
+        for w in workers:
+            lcfg = override(cfg, **{"data.workers": w, "data.use_cache": use_cache})
+            first, steady = time_loader(split, lcfg, batches, arrays)
+            ratio = model_s / steady          # loader images/s over model images/s
+            rows.append({"workers": w, "cache": use_cache, "first_batch_s": first, "s_per_batch": steady,
+                         "images_per_s": images_per_step / steady, "loader_over_model": ratio,
+                         "verdict": "loader keeps up" if ratio >= 1 else "loader starves the model"})
+    return rows
 
 
 def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None = None) -> float:
@@ -47,7 +90,7 @@ def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None 
     model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
     opt = engine.make_optimizer(model, cfg.optim)
     loss_fn = DJANetLoss(cfg.loss)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
     engine.train_step(model, loss_fn, batch, opt, scaler, device)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -99,20 +142,38 @@ def time_threads(split, cfg, batch, steps: int, device) -> None:
         print(f"{'busy' if busy else 'idle':12s}{threads:>22s}{sec:10.3f}{sec / base:17.2f}x")
 
 
-def main() -> None:
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-demo")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", action="store_true", help="also compare thread counts, idle and busy")
-    args = parser.parse_args()
-    cfg = get_config(args.preset, device=args.device)
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="loader worker counts to time (default: the preset's)")
+    parser.add_argument("--cache", choices=("preset", "on", "off", "both"), default="preset",
+                        help="time the loader reading the memory-mapped cache, the image files, or both")
+    parser.add_argument("--loader-batches", type=int, default=24, help="batches of the steady loader rate")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. --set data.cache_dir=/tmp/c (repeatable)")
+    parser.add_argument("--json", default=None, help="write every number to this file")
+    args = parser.parse_args(argv)
+    changes = dict(kv.split("=", 1) for kv in args.set)
+    cfg = get_config(args.preset, device=args.device, **{k: _value(v) for k, v in changes.items()})
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    split, _ = read_train(cfg.data.dataset, prepare_data(cfg))
+    # the split training reads (validation ids held out), so the array cache is the one it builds
+    split, _ = read_train(cfg.data.dataset, prepare_data(cfg), trial=cfg.data.trial,
+                          holdout=cfg.select_on == "val", val_fraction=cfg.data.val_fraction,
+                          seed=cfg.seed, max_ids=cfg.data.train_ids)
     images_per_step = 4 * batch_size(cfg.data)
 
-    load_s = time_loader(split, cfg, args.steps)
     sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
                               cfg.data.num_pos, seed=0)
     pairs = list(sampler)[: batch_size(cfg.data)]
@@ -122,17 +183,33 @@ def main() -> None:
     agw = agw_baseline(cfg)
     agw_s = time_steps(split, agw, batch, args.steps, device)
     dja_s = time_steps(split, cfg, batch, args.steps, device)
-    print(f"preset={args.preset} device={device} threads={torch.get_num_threads()} "
-          f"batch={images_per_step} images ({cfg.data.img_size[0]}x{cfg.data.img_size[1]})")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"preset={args.preset} device={device} ({name}) threads={torch.get_num_threads()} "
+          f"batch={images_per_step} images ({cfg.data.img_size[0]}x{cfg.data.img_size[1]}), "
+          f"amp {cfg.optim.amp and device.type == 'cuda'}")
     print(f"{'':24s}{'s/step':>10s}{'images/s':>12s}")
-    print(f"{'data loading (1 proc)':24s}{load_s:10.3f}{images_per_step / load_s:12.1f}")
     print(f"{'AGW train step':24s}{agw_s:10.3f}{images_per_step / agw_s:12.1f}")
     print(f"{'DJANet train step':24s}{dja_s:10.3f}{images_per_step / dja_s:12.1f}")
     print(f"DJANet / AGW step time: {dja_s / agw_s:.2f}x")
-    print(f"loading / DJANet compute: {load_s / dja_s:.2f}x per process "
-          f"(with {cfg.data.workers} workers: {load_s / max(cfg.data.workers, 1) / dja_s:.2f}x)")
+
+    workers = args.workers or [cfg.data.workers]
+    caches = {"preset": [cfg.data.use_cache], "on": [True], "off": [False], "both": [True, False]}[args.cache]
+    rows = loader_vs_model(split, cfg, dja_s, images_per_step, workers, caches, args.loader_batches)
+    print(f"\nloader against the DJANet step ({images_per_step / dja_s:.1f} images/s):")
+    print(f"{'workers':>8s}{'cache':>7s}{'first batch s':>15s}{'s/batch':>9s}{'images/s':>10s}"
+          f"{'loader/model':>14s}  verdict")
+    for r in rows:
+        print(f"{r['workers']:8d}{'yes' if r['cache'] else 'no':>7s}{r['first_batch_s']:15.2f}"
+              f"{r['s_per_batch']:9.3f}{r['images_per_s']:10.1f}{r['loader_over_model']:13.2f}x  {r['verdict']}")
+    report = {"preset": args.preset, "device": name, "images_per_step": images_per_step,
+              "img_size": list(cfg.data.img_size), "agw_s_per_step": agw_s, "djanet_s_per_step": dja_s,
+              "loader": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
     if args.threads:
         time_threads(split, cfg, batch, args.steps, device)
+    return report
 
 
 if __name__ == "__main__":

@@ -40,3 +40,14 @@ def test_unknown_preset_and_bad_values_are_named():
         get_config("tiny", arch="vit")
     with pytest.raises(ValueError, match="RegDB trials are 1..10"):
         get_config("tiny", dataset="regdb", trial=11)
+
+
+def test_gpu_demo_preset_is_the_paper_network_at_256x128_on_the_sysu_scale_synthetic_data():
+    cfg = get_config("gpu-demo")
+    assert cfg.model.arch == "resnet50" and cfg.model.align and cfg.model.stems and cfg.model.align_dim == 256
+    assert cfg.data.img_size == (256, 128) and cfg.model.pretrained is False
+    assert cfg.data.dataset == "sysu" and cfg.data.synthetic_ids is None and cfg.data.train_ids is None
+    assert cfg.optim.amp and cfg.data.use_cache and cfg.data.workers > 0 and cfg.threads is None
+    assert 4 * cfg.data.ids_per_batch * cfg.data.num_pos == 128          # images a step
+    assert cfg.optim.epochs * cfg.max_steps_per_epoch == 1000            # the budget the comment estimates
+    assert get_config("gpu-demo", pretrained=True).model.pretrained is True

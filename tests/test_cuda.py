@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from test_train import fixed_batch, torchrun_probe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
+ROOT = Path(__file__).resolve().parents[1]
 CUDA_BACKENDS = ["ref", "recurrent", "chunked"] + (["fused"] if mamba.has_fused_kernel() else [])
 
 
@@ -138,3 +140,20 @@ def test_torchrun_on_one_gpu_runs_nccl_ddp_like_a_single_process(cache_dir, tmp_
     assert len(ddp) == len(single) == 3
     for a, b in zip(ddp, single):   # same data and seed; only GPU non-determinism differs
         assert a["loss_total"] == pytest.approx(b["loss_total"], rel=0.05)
+
+
+def test_bench_model_treatments_run_on_cuda_at_tiny_size(tmp_path):
+    """The treatments gpu-check times, at 64x32: each runs or names why it did not."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_model_cuda", ROOT / "benchmarks" / "bench_model.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    report = bench.main(["--tiny", "--batch", "2", "--repeats", "1", "--amp", "--no-scan", "--device", "cuda",
+                         "--treatments", "eager", "channels_last+bf16", "cuda-graph",
+                         "--json", str(tmp_path / "model.json")])
+    for t in ("eager", "channels_last+bf16"):
+        assert all("ms" in r for r in report["treatments"][t].values()), report["treatments"][t]
+    for label, r in report["treatments"]["cuda-graph"].items():   # capture may fail; then it says how
+        assert "ms" in r or r["skipped"].startswith("failed:"), (label, r)
+    assert json.loads((tmp_path / "model.json").read_text())["device"] == torch.cuda.get_device_name(0)

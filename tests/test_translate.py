@@ -32,6 +32,16 @@ def test_presets_resolve_and_unknown_keys_raise():
     assert C.config_from_dict(C.config_to_dict(tiny)) == tiny
 
 
+@pytest.mark.parametrize("preset", ["tiny", "cpu-demo", "gpu-demo"])
+def test_each_book_preset_has_its_namesake_translator_of_minutes_not_hours(preset):
+    """Notebook 2 trains the translator named like the training preset (paper-like otherwise)."""
+    cfg = T.get_translate_config(preset)
+    assert cfg.steps <= 2000
+    gan = C.CycleGAN(cfg)
+    x = torch.zeros(1, 3, *cfg.img_size)
+    assert gan.g_ir2vis(x).shape == x.shape
+
+
 @pytest.mark.parametrize("ngf,n_blocks,n_down,size,up", [(8, 1, 2, (32, 16), "transpose"), (4, 2, 1, (24, 12), "nearest"),
                                                           (8, 0, 3, (64, 32), "transpose"), (8, 1, 2, (32, 16), "nearest")])
 def test_generator_keeps_shape_and_range(ngf, n_blocks, n_down, size, up):

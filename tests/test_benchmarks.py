@@ -1,0 +1,120 @@
+"""The benchmark scripts' CPU code paths at tiny size, and gpu_check's refusal without CUDA.
+
+The GPU numbers themselves come from `make gpu-check` on a GPU machine (benchmarks/gpu_check.py).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from djanet.config import get_config
+from djanet.data import read_train
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench_model():
+    return _script("bench_model")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_report(bench_model, tmp_path_factory):
+    """bench_model at 64x32 on the CPU: eager, a traced compile of the align module, CUDA graphs."""
+    path = tmp_path_factory.mktemp("bench") / "model.json"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        bench_model.main(["--tiny", "--batch", "1", "--repeats", "1", "--device", "cpu", "--no-scan",
+                          "--treatments", "eager", "compile-align", "cuda-graph",
+                          "--compile-backend", "eager", "--scan-backends", "auto", "--json", str(path),
+                          "--profile"])
+    finally:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()                # leave no compiled code behind for other tests
+    return json.loads(path.read_text())
+
+
+def test_bench_model_times_each_treatment_for_both_models_and_counts_flops(tiny_model_report):
+    r = tiny_model_report
+    assert r["device"] == "cpu" and r["img_size"] == [64, 32] and r["images_per_step"] == 4
+    flops = r["gflops_per_image"]
+    assert flops["DJANet"] > flops["AGW"] > 0          # the align module adds arithmetic
+    for t in ("eager", "compile-align"):
+        res = r["treatments"][t]
+        assert res["AGW"]["ms"] > 0 and res["DJANet (auto scan)"]["ms"] > 0, res
+    assert r["treatments"]["compile-align"]["DJANet (auto scan)"]["first_s"] > 0
+    graphs = r["treatments"]["cuda-graph"]
+    assert all(v == {"skipped": "CUDA graphs need CUDA"} for v in graphs.values()), graphs
+
+
+def test_treatments_parse_and_name_the_valid_ones(bench_model):
+    t = bench_model.parse_treatment("channels_last+bf16+compile")
+    assert t.channels_last and t.bf16 and t.compile == "model" and t.compile_mode is None
+    assert bench_model.parse_treatment("reduce-overhead").compile_mode == "reduce-overhead"
+    with pytest.raises(ValueError, match="unknown treatment 'fp8'.*channels_last"):
+        bench_model.parse_treatment("bf16+fp8")
+    with pytest.raises(ValueError, match="cuda-graph captures the eager model"):
+        bench_model.parse_treatment("compile+cuda-graph")
+    cpu = torch.device("cpu")
+    assert bench_model.unsupported(t, cpu, positions=288, fused_scan=False).startswith("torch.compile would unroll")
+    assert bench_model.unsupported(t, cpu, positions=8, fused_scan=False) is None
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 64 worker processes")
+def test_loader_is_timed_as_training_builds_it_and_judged_against_the_model(sysu_root, tmp_path):
+    bench_train = _script("bench_train")
+    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
+    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    rows = bench_train.loader_vs_model(split, cfg, model_s=1e6, images_per_step=32, workers=[0],
+                                       caches=[True, False], batches=2)
+    assert [(r["workers"], r["cache"]) for r in rows] == [(0, True), (0, False)]
+    assert all(r["verdict"] == "loader keeps up" and r["images_per_s"] > 0 for r in rows)
+    slow_model = bench_train.loader_vs_model(split, cfg, 1e-9, 32, [0], [False], 1)[0]
+    assert slow_model["verdict"] == "loader starves the model"
+    with pytest.raises(ValueError, match="too short to time 64 workers"):
+        bench_train.time_loader(split, get_config("tiny", data_root=str(sysu_root), workers=64), 2)
+
+
+def test_gpu_check_plan_fits_its_budget_and_the_summary_reads_the_benchmarks(tiny_model_report, tmp_path):
+    gpu_check = _script("gpu_check")
+    steps = gpu_check.plan(tmp_path, tmp_path / "work")
+    assert [s[0] for s in steps] == ["tests", "model", "loader", "demo", "compile"]
+    assert sum(s[2] for s in steps) <= 8 * 60
+    (tmp_path / "model.json").write_text(json.dumps(tiny_model_report))
+    env = {"device": "a card", "torch": torch.__version__, "cuda": None, "mamba_ssm": None, "fused_scan": False}
+    status = {"model": {"rc": 0, "timed_out": False, "seconds": 1.0, "timeout": 70},
+              "compile": {"rc": -9, "timed_out": True, "seconds": 120.0, "timeout": 120}}
+    md = gpu_check.summary_markdown(env, status, tmp_path)
+    assert "# gpu-check on a card" in md and "| compile | timed out | 120.0 | 120 |" in md
+    assert "| eager |" in md and "CUDA graphs need CUDA" in md and "GFLOPs per image" in md
+
+
+def test_gpu_check_step_timeout_ends_the_step(tmp_path):
+    gpu_check = _script("gpu_check")
+    res = gpu_check.run_step("sleep", [sys.executable, "-c", "import time; time.sleep(30)"], 1, tmp_path)
+    assert res["timed_out"] and res["seconds"] < 10
+    assert "stopped after its timeout" in (tmp_path / "sleep.log").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_refuses_cleanly_without_cuda(tmp_path):
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "gpu-check needs CUDA" in run.stderr and "nothing was run" in run.stderr
+    assert not (tmp_path / "out").exists()
