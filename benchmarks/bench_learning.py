@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from djanet import train as engine
-from djanet.config import AGW_SWITCHES, get_config, override
+from djanet.config import get_config, override
 from djanet.data import prepare_data, read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
@@ -37,13 +37,11 @@ from djanet.evaluate import evaluate_split_features, split_baselines, split_feat
 from djanet.gap import split_gap
 from djanet.model import DJANet
 from djanet.runtime import load_model, resolve_device, set_threads
+from djanet.study import VARIANTS as STUDY_VARIANTS, training_numbers
 
 METRICS = ("r1", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
-VARIANTS = {
-    "agw": AGW_SWITCHES,
-    "djanet": {},
-}
+VARIANTS = {name: dict(STUDY_VARIANTS[name].switches) for name in ("agw", "djanet")}   # as the ablation study
 
 
 def row(model_name: str, seed, result, extra: dict | None = None) -> dict:
@@ -65,12 +63,8 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
         else:
             t0 = time.perf_counter()
             run = engine.fit_or_load(scfg)
-            history = run.history
             model, _ = load_model(run.best, device=str(device))
-            extra = {"train_acc": 100 * float(history["acc"].iloc[-1]),
-                     "train_s": float(history["time_s"].sum()),
-                     "best_epoch": int(history.loc[history["val_r1"].idxmax(), "epoch"]),
-                     "wall_s": time.perf_counter() - t0}
+            extra = {**training_numbers(run.history), "wall_s": time.perf_counter() - t0}
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
         extra.update(split_gap(feats, split))
