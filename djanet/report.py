@@ -85,7 +85,47 @@ def resolution(summary: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP")) ->
     for m, sub in rows.groupby("metric", sort=False):
         unit = " points" if m in RETRIEVAL else ""
         n = sorted(set(sub["paired_n"].astype(int)))
-        out.append(f"{m}: with {'/'.join(map(str, n))} paired seeds the 95% intervals reach "
-                   f"±{_fmt(sub['half_width'].min(), m)} to ±{_fmt(sub['half_width'].max(), m)}{unit} around "
+        low, high = _fmt(sub["half_width"].min(), m), _fmt(sub["half_width"].max(), m)
+        width = f"±{low}" if low == high else f"±{low} to ±{high}"
+        out.append(f"{m}: with {'/'.join(map(str, n))} paired seeds the 95% intervals reach {width}{unit} around "
                    "the measured difference; a true difference smaller than that could not be told from zero.")
     return out
+
+
+def provenance_table(prov: dict) -> pd.DataFrame:
+    """The provenance of a study as a two-column table for a page (paths as given, config left out)."""
+    machine = prov.get("machine") or {}
+    commit = prov.get("commit") or "unknown (no git checkout)"
+    if prov.get("code_changed_since_commit"):
+        commit += " (with uncommitted changes to djanet/)"
+    data = prov.get("data_root") or f"synthetic {prov.get('dataset')} layout, data seed {prov.get('synthetic_seed')}"
+    steps = prov.get("max_steps_per_epoch")
+    translator = prov.get("translator")
+    rows = {
+        "command": prov.get("command"), "commit": commit, "date": prov.get("date"),
+        "machine": f"{machine.get('hostname')}: {machine.get('cpu')}, {machine.get('cores')} cores"
+                   + (f", {machine['gpu']}" if machine.get("gpu") else ""),
+        "device / threads": f"{prov.get('device')} / {prov.get('threads')}",
+        "preset": prov.get("preset"), "dataset": prov.get("dataset"), "data": data,
+        "budget per run": f"{prov.get('epochs')} epochs" + (f" x at most {steps} steps" if steps else ""),
+        "variants": ", ".join(prov.get("variants", [])), "seeds": ", ".join(map(str, prov.get("seeds", []))),
+        "translator": "not used" if not translator else
+                      f"{translator['preset']} CycleGAN, {translator['steps']} steps, {translator['seconds']:.0f} s",
+        "versions": f"djanet {prov.get('djanet')}, torch {prov.get('torch')}, python {prov.get('python')}",
+    }
+    return pd.DataFrame({"value": rows}).rename_axis("provenance")
+
+
+def source_note(prov: dict, frame: pd.DataFrame, where: str, full: bool) -> str:
+    """One paragraph saying which numbers the page shows: the full study's, or a small stand-in's."""
+    runs = f"{len(frame)} runs ({frame['variant'].nunique()} variants x {frame['seed'].nunique()} seeds)"
+    seconds = frame["train_s"].sum()
+    cost = (f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s") + " of training in all"
+    if full:
+        return (f"These are the numbers of the study in `{where}`: {runs}, {cost}, made by `{prov['command']}` "
+                f"on {str(prov.get('date', ''))[:10]} with the `{prov.get('preset')}` preset. This notebook renders "
+                "them and trains nothing; the table below says where and how they were made.")
+    return (f"**These are not the full study's numbers.** `{where}` holds no study, so this notebook ran a small "
+            f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, {cost}, with the "
+            f"`{prov.get('preset')}` preset. `make study` runs the whole grid (six variants x three seeds) and "
+            "writes it where the book renders it from.")

@@ -66,9 +66,9 @@ def _switches(stems: bool, align: bool, complementary: bool, channel_aug: bool =
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("agw", "AGW baseline", _switches(False, False, False)),
-    Variant("stems", "+ modality stems", _switches(True, False, False)),
-    Variant("stems-align", "+ joint align", _switches(True, True, False)),
-    Variant("djanet", "+ complementary loss (DJANet)", _switches(True, True, True)),
+    Variant("stems", "AGW + stems", _switches(True, False, False)),
+    Variant("stems-align", "AGW + stems + align", _switches(True, True, False)),
+    Variant("djanet", "DJANet (feature level)", _switches(True, True, True)),
     Variant("djanet-translated", "DJANet + translated IR", _switches(True, True, True), translated=True),
     Variant("djanet-nochannel", "DJANet, no channel aug.", _switches(True, True, True, channel_aug=False)),
 )}

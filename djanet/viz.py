@@ -311,7 +311,7 @@ def study_bars(frame: pd.DataFrame, metrics: Sequence[str], label: str = "label"
         raise KeyError(f"study frame has no column(s) {missing}; columns: {list(frame.columns)}")
     order = list(dict.fromkeys(frame[label]))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = _figure(nrows, min(ncols, len(metrics)), (4.6, 0.45 * len(order) + 1.2))
+    fig, axes = _figure(nrows, min(ncols, len(metrics)), (3.2, 0.45 * len(order) + 1.2), sharey=True)
     for ax, metric in zip(axes.flat, metrics):
         sns.barplot(data=frame, y=label, x=metric, order=order, errorbar="sd", capsize=0.3,
                     color="#9ecae1", ax=ax)
@@ -337,7 +337,7 @@ def paired_differences(summary: pd.DataFrame, metrics: Sequence[str], baseline_l
         raise ValueError(f"the summary has no paired differences for {list(metrics)} (no baseline runs?)")
     order = list(dict.fromkeys(rows["label"]))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = _figure(nrows, min(ncols, len(metrics)), (4.6, 0.45 * len(order) + 1.2))
+    fig, axes = _figure(nrows, min(ncols, len(metrics)), (3.2, 0.45 * len(order) + 1.2), sharey=True)
     for ax, metric in zip(axes.flat, metrics):
         sub = rows[rows["metric"] == metric].set_index("label").reindex(order)
         y = np.arange(len(order))
@@ -348,8 +348,9 @@ def paired_differences(summary: pd.DataFrame, metrics: Sequence[str], baseline_l
             ax.plot([r["diff"]], [yi], "o", color=color)
         ax.axvline(0.0, color="#d62728", lw=1, ls="--")
         ax.set_yticks(y, order)
-        ax.invert_yaxis()
-        ax.set_title(f"{metric}: difference to {baseline_label}")
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_title(metric)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
+    fig.suptitle(f"variant minus {baseline_label}, seed by seed: mean and 95% interval")
     return fig

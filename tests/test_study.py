@@ -108,7 +108,7 @@ def test_sentences_call_a_variant_better_only_when_its_interval_excludes_zero():
         "worse (lower) than AGW.",
         "ONCE vs AGW, R1: +5.0 points from 1 seed: no interval, so no conclusion."]
     width = report.resolution(summary, metrics=["R1"])
-    assert width == ["R1: with 3 paired seeds the 95% intervals reach ±2.5 to ±2.5 points around the measured "
+    assert width == ["R1: with 3 paired seeds the 95% intervals reach ±2.5 points around the measured "
                      "difference; a true difference smaller than that could not be told from zero."]
     table = report.difference_table(summary, metrics=["R1"])
     assert table.loc["UP", "R1"] == "+3.0 [0.5, 5.5] *" and table.loc["FLAT", "R1"] == "+2.0 [-0.5, 4.5]"
@@ -201,6 +201,17 @@ def test_the_command_line_study_reuses_the_runs_and_prints_the_tables(tiny_study
     pd.testing.assert_frame_equal(pd.read_csv(tmp / "cli" / "study.csv"), pd.read_csv(tmp / "results" / "study.csv"))
     prov = json.loads((tmp / "cli" / "provenance.json").read_text())
     assert prov["command"].startswith("python -m djanet study --preset tiny --gpu cpu --variants agw djanet")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_worker_processes_train_the_same_runs(tiny_study):
+    """jobs=2: two runs at once in spawned processes, each as it would train alone (CPU, one thread)."""
+    cfg, tmp, frame, _ = tiny_study
+    apart = get_config("tiny", device="cpu", out_dir=str(tmp / "parallel"), **{"data.cache_dir": cfg.data.cache_dir})
+    rows, _ = study.run_study(apart, variants=["agw"], seeds=[0, 1], out=tmp / "parallel", jobs=2)
+    numbers = ["R1", "R10", "mAP", "mINP", "cross_share", "pos_ratio", "modality_acc", "train_acc", "best_epoch"]
+    pd.testing.assert_frame_equal(rows[numbers], frame[frame["variant"] == "agw"][numbers].reset_index(drop=True))
 
 
 def test_the_command_line_refuses_an_unknown_variant_before_training(capsys, tmp_path):
