@@ -50,7 +50,7 @@ def difference_table(summary: pd.DataFrame, metrics: Sequence[str] = (*RETRIEVAL
 
 
 def conclusions(summary: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP", "cross_share"),
-                baseline: str = "agw", level: float = 0.95) -> list[str]:
+                baseline: str = "agw") -> list[str]:
     """One sentence per (variant, metric) saying what its paired interval allows one to conclude.
 
     A variant is called ahead of or behind the baseline only when its interval excludes zero;
@@ -66,7 +66,7 @@ def conclusions(summary: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP", "c
         if np.isnan(r["half_width"]):
             out.append(f"{what} from {int(r['paired_n'])} seed: no interval, so no conclusion.")
             continue
-        interval = (f" ({level:.0%} interval {_fmt(r['diff_low'], m)} to {_fmt(r['diff_high'], m)}, "
+        interval = (f" ({r['level']:.0%} interval {_fmt(r['diff_low'], m)} to {_fmt(r['diff_high'], m)}, "
                     f"{int(r['paired_n'])} seeds)")
         if r["excludes_zero"]:
             verdict = "higher" if r["diff"] > 0 else "lower"
@@ -87,8 +87,9 @@ def resolution(summary: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP")) ->
         n = sorted(set(sub["paired_n"].astype(int)))
         low, high = _fmt(sub["half_width"].min(), m), _fmt(sub["half_width"].max(), m)
         width = f"±{low}" if low == high else f"±{low} to ±{high}"
-        out.append(f"{m}: with {'/'.join(map(str, n))} paired seeds the 95% intervals reach {width}{unit} around "
-                   "the measured difference; a true difference smaller than that could not be told from zero.")
+        out.append(f"{m}: with {'/'.join(map(str, n))} paired seeds the {sub['level'].iloc[0]:.0%} intervals reach "
+                   f"{width}{unit} around the measured difference; a true difference smaller than that could "
+                   "not be told from zero.")
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = ("variant", "metric", "n", "mean", "std", "paired_n", "diff", "diff_low", "diff_high",
-                   "half_width", "excludes_zero")
+                   "half_width", "level", "excludes_zero")
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
@@ -65,7 +65,7 @@ def summarise(frame: pd.DataFrame, metrics: Sequence[str], baseline: str | None 
         sub = sub.set_index(pair)
         for metric in metrics:
             mean, std, n = mean_std(sub[metric])
-            row = {"variant": name, "metric": metric, "n": n, "mean": mean, "std": std}
+            row = {"variant": name, "metric": metric, "n": n, "mean": mean, "std": std, "level": level}
             if name != baseline and len(base):
                 both = sub[metric].to_frame("v").join(base[metric].rename("b"), how="inner")
                 both = both[np.isfinite(both["v"]) & np.isfinite(both["b"])]

@@ -196,7 +196,7 @@ def run_one(cfg: TrainConfig, variant: str) -> dict[str, Any]:
     folder = run_dir(cfg)
     cached = _cached_row(cfg, folder)
     if cached is not None:
-        return cached
+        return {**cached, "label": get_variant(variant).label}   # labels may be reworded; numbers stay
     _refuse_other_run(cfg, folder)
     log = io.StringIO()
     start = time.perf_counter()
