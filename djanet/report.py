@@ -118,15 +118,16 @@ def provenance_table(prov: dict) -> pd.DataFrame:
 
 
 def source_note(prov: dict, frame: pd.DataFrame, where: str, full: bool) -> str:
-    """One paragraph saying which numbers the page shows: the full study's, or a small stand-in's."""
+    """Which numbers the page shows: the full study found in `where` (full), or a small stand-in's."""
     runs = f"{len(frame)} runs ({frame['variant'].nunique()} variants x {frame['seed'].nunique()} seeds)"
     seconds = frame["train_s"].sum()
     cost = (f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s") + " of training in all"
+    made = f"the `{prov.get('preset')}` preset on {prov.get('dataset')}"
     if full:
         return (f"These are the numbers of the study in `{where}`: {runs}, {cost}, made by `{prov['command']}` "
-                f"on {str(prov.get('date', ''))[:10]} with the `{prov.get('preset')}` preset. This notebook renders "
-                "them and trains nothing; the table below says where and how they were made.")
+                f"on {str(prov.get('date', ''))[:10]} with {made}. This notebook renders them and trains "
+                "nothing; the table below says where and how they were made.")
     return (f"**These are not the full study's numbers.** `{where}` holds no study, so this notebook ran a small "
-            f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, {cost}, with the "
-            f"`{prov.get('preset')}` preset. `make study` runs the whole grid (six variants x three seeds) and "
-            "writes it where the book renders it from.")
+            f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, {cost}, with {made}. "
+            "`make study` runs the whole grid (six variants x three seeds) and writes it where the book "
+            "renders it from.")

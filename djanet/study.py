@@ -163,8 +163,8 @@ def _refuse_other_run(cfg: TrainConfig, folder: Path) -> None:
 def training_numbers(history: pd.DataFrame) -> dict[str, float]:
     """Last-epoch training ID accuracy (%), the epoch the model was chosen at, epochs, steps, seconds."""
     score = next((c for c in ("val_r1", "test_peek_r1") if c in history and history[c].notna().any()), None)
-    return {"train_acc": 100 * float(history["acc"].iloc[-1]),
-            "best_epoch": int(history.loc[history[score].idxmax(), "epoch"]) if score else int(history["epoch"].iloc[-1]),
+    best = history.loc[history[score].idxmax(), "epoch"] if score else history["epoch"].iloc[-1]
+    return {"train_acc": 100 * float(history["acc"].iloc[-1]), "best_epoch": int(best),
             "epochs": int(history["epoch"].iloc[-1]), "steps": int(history["steps"].sum()),
             "train_s": float(history["time_s"].sum())}
 

@@ -157,7 +157,8 @@ def test_a_tiny_study_writes_one_row_per_run_and_its_statistics(tiny_study):
         r1 = written.loc[written["variant"] == variant, "R1"]
         assert s.loc[(variant, "R1"), "mean"] == pytest.approx(r1.mean())
         assert s.loc[(variant, "R1"), "std"] == pytest.approx(r1.std(ddof=1))
-    d = (written[written["variant"] == "djanet"]["mAP"].to_numpy() - written[written["variant"] == "agw"]["mAP"].to_numpy())
+    by = {v: written[written["variant"] == v].set_index("seed")["mAP"] for v in ("agw", "djanet")}
+    d = (by["djanet"] - by["agw"]).to_numpy()
     row = s.loc[("djanet", "mAP")]
     assert row["paired_n"] == 2 and row["diff"] == pytest.approx(d.mean())
     assert row["half_width"] == pytest.approx(T_975_1 * d.std(ddof=1) / math.sqrt(2))
