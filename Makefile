@@ -64,7 +64,8 @@ lab: install-book
 
 # Train-or-load every (variant, seed) run under runs/study/ (an interrupted study resumes), then write
 # study.csv, summary.csv and provenance.json to $(STUDY_RESULTS) for the book. JOBS runs train at once,
-# each with the preset's torch threads (cpu-demo: one), so JOBS=2 fills a 2-core CPU; JOBS=1 on one GPU.
+# the CPU cores shared out among them (JOBS=2 on 2 cores: one torch thread each, and the single-core
+# parts, data loading and evaluation, of two runs overlap); JOBS=1 on one GPU.
 study: install-book
 	$(PYTHON) -m djanet study --dataset $(DATASET) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 	  --gpu $(DEVICE) --out-dir runs/study/$(DATASET)-$(PRESET) --results $(STUDY_RESULTS) \

@@ -214,6 +214,14 @@ def run_one(cfg: TrainConfig, variant: str) -> dict[str, Any]:
     return row
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _grid(tasks: list[tuple[TrainConfig, str]], jobs: int) -> Iterator[dict[str, Any]]:
     """Rows of the tasks as they finish: in this process, or in `jobs` worker processes."""
     if jobs == 1:
@@ -222,10 +230,13 @@ def _grid(tasks: list[tuple[TrainConfig, str]], jobs: int) -> Iterator[dict[str,
         return
     import multiprocessing
 
-    # spawn: a fresh interpreter per worker (torch and forked threads do not mix); quiet bars.
+    # spawn: a fresh interpreter per worker (torch and forked threads do not mix); quiet bars; the
+    # cores shared out, since workers that each take every core wait on each other.
+    threads = max(1, _cores() // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(run_one, override(cfg, quiet=True), variant) for cfg, variant in tasks]
+        futures = [pool.submit(run_one, override(cfg, quiet=True, threads=threads), variant)
+                   for cfg, variant in tasks]
         for future in as_completed(futures):
             yield future.result()
     finally:   # after an error or Ctrl-C, runs not yet started are dropped, not trained
@@ -240,8 +251,10 @@ def run_study(cfg: TrainConfig, variants: Sequence[str] = tuple(VARIANTS), seeds
 
     Runs go to ``cfg.out_dir/<variant>-seed<n>`` (plus ``translator/`` and ``translated/`` when a
     variant needs the translated copy); the three result files go to `out` (default:
-    ``cfg.out_dir``).  `jobs` > 1 trains that many runs at once in worker processes (on a CPU,
-    with ``cfg.threads`` each).  `command` is recorded in the provenance (the CLI passes its own).
+    ``cfg.out_dir``).  `jobs` > 1 trains that many runs at once in worker processes, each with an
+    equal share of the CPU cores as its torch threads (the thread count does not enter the run's
+    identity: a run trained this way is found again by a study with `jobs=1`).  `command` is recorded
+    in the provenance (the CLI passes its own).
     Returns (study frame, summary frame).
     """
     chosen = [get_variant(v) for v in variants]
