@@ -1,10 +1,11 @@
 # Two commands do all the set-up on a fresh machine:
 #   make test   installs the package with its test extras and runs the test suite
-#   make book   installs the book extras, runs the five notebooks headless, builds the HTML book
+#   make book   installs the book extras, runs the six notebooks headless, builds the HTML book
 # and one to work on the notebooks:
 #   make lab    installs the book extras and a Jupyter kernel named $(KERNEL), starts JupyterLab on notebooks/
 # On one GPU: `make book PRESET=gpu-demo DEVICE=cuda` (the book in about ten minutes, a target) and
 # `make gpu-check` (tests and benchmarks within about eight; exits with status 2 without CUDA).
+#   make study  the ablation study (variants x SEEDS) into $(STUDY_RESULTS), which notebook 06 renders
 # Parameters forwarded to the notebooks: DATASET, DATA_ROOT, PRESET, DEVICE, EPOCHS.
 PYTHON   ?= python3
 DATASET  ?= sysu
@@ -16,12 +17,15 @@ PYTEST_ARGS ?=
 KERNEL   ?= djanet
 LAB_ARGS ?=
 GPU_CHECK_ARGS ?=
+SEEDS    ?= 0 1 2
+JOBS     ?= 2
+STUDY_RESULTS ?= book/results/ablation
 
 NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html urls lab bench gpu-check clean
+.PHONY: install install-test install-book test test-fast book notebooks html urls lab study bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -60,6 +64,15 @@ book: notebooks html
 lab: install-book
 	$(PYTHON) -m ipykernel install --user --name $(KERNEL) --display-name "Python ($(KERNEL))"
 	$(PYTHON) -m jupyterlab --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=$(KERNEL) $(LAB_ARGS)
+
+# Train-or-load every (variant, seed) run under runs/study/ (an interrupted study resumes), then write
+# study.csv, summary.csv and provenance.json to $(STUDY_RESULTS) for the book. JOBS runs train at once,
+# the CPU cores shared out among them (JOBS=2 on 2 cores: one torch thread each, and the single-core
+# parts, data loading and evaluation, of two runs overlap); JOBS=1 on one GPU.
+study: install-book
+	$(PYTHON) -m djanet study --dataset $(DATASET) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
+	  --gpu $(DEVICE) --out-dir runs/study/$(DATASET)-$(PRESET) --results $(STUDY_RESULTS) \
+	  $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_metrics.py

@@ -29,32 +29,19 @@ import pandas as pd
 import torch
 
 from djanet import train as engine
-from djanet.config import AGW_SWITCHES, get_config, override
+from djanet.config import get_config, override
 from djanet.data import prepare_data, read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
 from djanet.evaluate import evaluate_split_features, split_baselines, split_features
-from djanet.gap import cross_modal_share, modality_gap
+from djanet.gap import split_gap
 from djanet.model import DJANet
 from djanet.runtime import load_model, resolve_device, set_threads
+from djanet.study import VARIANTS as STUDY_VARIANTS, training_numbers
 
 METRICS = ("r1", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
-VARIANTS = {
-    "agw": AGW_SWITCHES,
-    "djanet": {},
-}
-
-
-def gap_numbers(feats: dict[str, np.ndarray], split) -> dict[str, float]:
-    """Gap numbers of the test split's `bn` features (queries and the whole candidate gallery)."""
-    x = np.vstack([feats["query_bn"], feats["gallery_bn"]])
-    pids = np.concatenate([split.query.pids, split.gallery.pids])
-    cams = np.concatenate([split.query.cams, split.gallery.cams])
-    mods = [split.query.modality] * len(split.query) + [split.gallery.modality] * len(split.gallery)
-    out = {k: v for k, v in modality_gap(x, pids, mods).items() if k in GAP}
-    out.update(cross_modal_share(x, pids, cams, mods))
-    return out
+VARIANTS = {name: dict(STUDY_VARIANTS[name].switches) for name in ("agw", "djanet")}   # as the ablation study
 
 
 def row(model_name: str, seed, result, extra: dict | None = None) -> dict:
@@ -76,15 +63,11 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
         else:
             t0 = time.perf_counter()
             run = engine.fit_or_load(scfg)
-            history = run.history
             model, _ = load_model(run.best, device=str(device))
-            extra = {"train_acc": 100 * float(history["acc"].iloc[-1]),
-                     "train_s": float(history["time_s"].sum()),
-                     "best_epoch": int(history.loc[history["val_r1"].idxmax(), "epoch"]),
-                     "wall_s": time.perf_counter() - t0}
+            extra = {**training_numbers(run.history), "wall_s": time.perf_counter() - t0}
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
-        extra.update(gap_numbers(feats, split))
+        extra.update(split_gap(feats, split))
         rows.append(row(name, seed, res, extra))
         print(f"  {name:9s} seed {seed}: R1 {rows[-1]['r1']:5.1f}  mAP {rows[-1]['mAP']:5.1f}  "
               f"share {extra['cross_share']:.2f}" + (f"  train acc {extra['train_acc']:.1f}%"
@@ -143,7 +126,7 @@ def main() -> None:
 
     floor = split_baselines(split, cfg.data.img_size, cfg.eval_trials)
     rows = [row("random features", "-", floor["random"]),
-            row("grey pixels", "-", floor["pixels"], gap_numbers(
+            row("grey pixels", "-", floor["pixels"], split_gap(
                 {f"{side}_bn": grey_pixel_features(getattr(split, side).paths, cfg.data.img_size)
                  for side in ("query", "gallery")}, split))]
     rows += network_rows("untrained", cfg, split, direction, a.seeds, device)

@@ -5,6 +5,7 @@
     python -m djanet test  --dataset regdb --resume PATH --tvsearch True --gpu 0
     python -m djanet regdb-trials [--preset cpu-demo ...]      # all ten RegDB trials, mean and std
     python -m djanet translate --dataset sysu --data-root DIR --out DIR2 [--preset P --checkpoint PATH]
+    python -m djanet study [--preset cpu-demo --seeds 0 1 2 --variants agw djanet ... --results DIR --jobs 2]
 
 `test` rebuilds the model from the checkpoint's own configuration (no --preset needed) and
 `train` re-run on an existing run folder continues it (see djanet.runs).  Expected errors
@@ -145,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--gpu", default=None)
     tr.add_argument("--seed", type=int, default=0)
     _debug(tr)
+
+    st = sub.add_parser("study", help="ablation: train and test variants x seeds, mean ± std and paired "
+                                      "differences to AGW (study.csv, summary.csv, provenance.json)")
+    st.add_argument("--dataset", default="sysu", choices=DATASETS)
+    st.add_argument("--data-root", dest="data_root", default=None,
+                    help="dataset folder; omit to use the built-in synthetic data")
+    st.add_argument("--preset", default="cpu-demo", choices=list(PRESETS))
+    st.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (>= 3 for intervals "
+                    "that mean something)")
+    st.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                    help="variants to train (default: all six; a wrong name is answered with the list)")
+    st.add_argument("--out-dir", dest="out_dir", default=None,
+                    help="run folders, one per variant and seed (default runs/study/DATASET-PRESET)")
+    st.add_argument("--results", default=None, help="where study.csv, summary.csv and provenance.json go "
+                    "(default: the --out-dir)")
+    st.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    st.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="cap iterations per epoch")
+    st.add_argument("--translator-steps", dest="translator_steps", type=int, default=None,
+                    help="training steps of the translator for djanet-translated (default: its preset's)")
+    st.add_argument("--jobs", type=int, default=1, help="runs trained at once, in worker processes")
+    st.add_argument("--cache-dir", dest="cache_dir", default=None)
+    st.add_argument("--gpu", default=None, help="GPU index, 'cpu' or 'auto'")
+    _debug(st)
     return parser
 
 
@@ -204,6 +228,7 @@ def _expected(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv   # the study records the command it ran
     try:
         return _run(args)
     except Exception as exc:
@@ -227,6 +252,10 @@ def _run(args: argparse.Namespace) -> int:
                                 checkpoint=args.checkpoint, external=args.external,
                                 device=_device(args.gpu), seed=args.seed)
         print(f"translated copy written to {out}")
+        return 0
+
+    if args.command == "study":
+        _study(args)
         return 0
 
     from . import evaluate as ev
@@ -269,6 +298,41 @@ def _run(args: argparse.Namespace) -> int:
         _print_results(tr_mod.regdb_all_trials(cfg))
         return 0
     return 2
+
+
+def study_config_from_args(args: argparse.Namespace):
+    """The study's base config: the preset with the flags given; runs under runs/study/DATASET-PRESET."""
+    overrides = {"data.dataset": args.dataset, "data.data_root": args.data_root, "device": _device(args.gpu),
+                 "out_dir": args.out_dir or str(Path("runs") / "study" / f"{args.dataset}-{args.preset}")}
+    for flag, key in (("epochs", "optim.epochs"), ("max_steps", "max_steps_per_epoch"),
+                      ("cache_dir", "data.cache_dir")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    return get_config(args.preset, **overrides)
+
+
+def _study(args: argparse.Namespace) -> None:
+    import shlex
+
+    import pandas as pd
+
+    from . import report
+    from .study import VARIANTS, get_variant, run_study
+
+    for name in args.variants or ():
+        get_variant(name)   # an unknown name fails before anything is trained
+    cfg = study_config_from_args(args)
+    command = "python -m djanet " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    results = args.results or cfg.out_dir
+    _, summary = run_study(cfg, variants=args.variants or tuple(VARIANTS), seeds=args.seeds, out=results,
+                           jobs=args.jobs, translator_steps=args.translator_steps, command=command)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(report.mean_std_table(summary).to_string())
+        diffs = report.difference_table(summary)
+        if len(diffs):
+            print("\ndifference to AGW [95% interval over seeds]; * where the interval excludes zero")
+            print(diffs.to_string())
+    print(f"\nwritten: {Path(results) / 'study.csv'}, summary.csv, provenance.json")
 
 
 def _rerank_from_args(args: argparse.Namespace):

@@ -34,6 +34,7 @@ class DataConfig:
     use_cache: bool = False               # read training images from the memory-mapped array cache
     pad_fraction: float = 0.05            # pad+crop shift as a fraction of the width (paper: 10 px at 192)
     erasing_p: float = 0.5                # random-erasing probability of each training view
+    channel_aug: bool = True              # channel-level augmentations (False: geometry and erasing only)
     train_ids: int | None = None          # train on the first N training identities only (CPU budgets)
     val_fraction: float = 0.1             # training ids held out for model selection (not SYSU: it ships val ids)
 

@@ -167,6 +167,24 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
             "cross_share": cross / within if within > 0 else float("nan")}
 
 
+def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
+              folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """The gap numbers of a test split's features, queries and the whole candidate gallery together.
+
+    `features`: ``query_<feature>`` and ``gallery_<feature>`` arrays (what
+    `djanet.evaluate.split_features` returns and `features_<direction>.npz` holds); `split`: the
+    `EvalSplit` they come from (identities, cameras, modalities).  Returns ``cross_share``,
+    ``r1_within``, ``r1_cross``, ``modality_acc``, ``centroid_ratio`` and ``pos_ratio``.
+    """
+    x = np.vstack([features[f"query_{feature}"], features[f"gallery_{feature}"]])
+    pids = np.concatenate([split.query.pids, split.gallery.pids])
+    cams = np.concatenate([split.query.cams, split.gallery.cams])
+    mods = [split.query.modality] * len(split.query) + [split.gallery.modality] * len(split.gallery)
+    out = {k: v for k, v in modality_gap(x, pids, mods, folds=folds, seed=seed).items() if k in COLUMNS}
+    out.update(cross_modal_share(x, pids, cams, mods))
+    return out
+
+
 def gap_table(sets: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], folds: int = 5,
               seed: int = 0) -> pd.DataFrame:
     """One row of `modality_gap` numbers per named feature set (name -> (features, pids, modality))."""

@@ -295,3 +295,62 @@ def activation_pairs(query_images: Sequence[Any], gallery_images: Sequence[Any],
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+def study_bars(frame: pd.DataFrame, metrics: Sequence[str], label: str = "label",
+               ncols: int = 2) -> Figure:
+    """One panel per metric: a bar per variant at the mean over seeds, its error bar ± 1 std (ddof=1),
+    and each seed's value as a dot, so a reader sees the spread behind every bar.
+
+    `frame` holds one row per run (`djanet.study`'s study.csv): a `label` column and the metrics.
+    """
+    import seaborn as sns
+
+    missing = [c for c in (label, *metrics) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"study frame has no column(s) {missing}; columns: {list(frame.columns)}")
+    order = list(dict.fromkeys(frame[label]))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = _figure(nrows, min(ncols, len(metrics)), (3.2, 0.45 * len(order) + 1.2), sharey=True)
+    for ax, metric in zip(axes.flat, metrics):
+        sns.barplot(data=frame, y=label, x=metric, order=order, errorbar="sd", capsize=0.3,
+                    color="#9ecae1", ax=ax)
+        sns.stripplot(data=frame, y=label, x=metric, order=order, color="#08306b", size=4, ax=ax)
+        ax.set_title(metric)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    return fig
+
+
+def paired_differences(summary: pd.DataFrame, metrics: Sequence[str], baseline_label: str = "AGW",
+                       ncols: int = 2) -> Figure:
+    """One panel per metric: each variant's mean paired difference to the baseline with its
+    confidence interval, and the zero line; intervals that exclude zero are drawn dark.
+
+    `summary` is `djanet.study`'s summary.csv (label, metric, diff, diff_low, diff_high,
+    excludes_zero, paired_n); rows without a paired difference (the baseline) are left out.
+    """
+    rows = summary[(summary["paired_n"] > 0) & summary["metric"].isin(metrics)]
+    if rows.empty:
+        raise ValueError(f"the summary has no paired differences for {list(metrics)} (no baseline runs?)")
+    order = list(dict.fromkeys(rows["label"]))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = _figure(nrows, min(ncols, len(metrics)), (3.2, 0.45 * len(order) + 1.2), sharey=True)
+    for ax, metric in zip(axes.flat, metrics):
+        sub = rows[rows["metric"] == metric].set_index("label").reindex(order)
+        y = np.arange(len(order))
+        for yi, (_, r) in zip(y, sub.iterrows()):
+            color = "#08306b" if bool(r["excludes_zero"]) else "#969696"
+            if np.isfinite(r["diff_low"]):
+                ax.plot([r["diff_low"], r["diff_high"]], [yi, yi], color=color, lw=2)
+            ax.plot([r["diff"]], [yi], "o", color=color)
+        ax.axvline(0.0, color="#d62728", lw=1, ls="--")
+        ax.set_yticks(y, order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_title(metric)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle(f"variant minus {baseline_label}, seed by seed: mean and 95% interval")
+    return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import cross_modal_share, gap_table, modality_gap, pair_distances
+from djanet.gap import cross_modal_share, gap_table, modality_gap, pair_distances, split_gap
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -105,3 +105,26 @@ def test_cross_modal_share_with_one_visible_camera_leaves_the_query_out():
     cams = np.array([1, 1, 1, 1, 2, 2])           # RegDB: one visible, one thermal camera
     s = cross_modal_share(x, pids, cams, ["visible"] * 4 + ["infrared"] * 2)
     assert s["r1_within"] == 1.0 and s["r1_cross"] == 1.0 and s["cross_share"] == 1.0
+
+
+def test_split_gap_joins_query_and_gallery_of_a_test_split():
+    """Infrared queries and a visible gallery, as a SYSU-MM01 test split holds them."""
+    from types import SimpleNamespace
+
+    x, p, m = _features(3.0)
+    cams = np.where(m == "visible", 1 + np.arange(len(m)) % 2, 3)
+    ir, vis = m == "infrared", m == "visible"
+
+    class Side(SimpleNamespace):
+        def __len__(self):
+            return len(self.pids)
+
+    split = SimpleNamespace(query=Side(pids=p[ir], cams=cams[ir], modality="infrared"),
+                            gallery=Side(pids=p[vis], cams=cams[vis], modality="visible"))
+    got = split_gap({"query_bn": x[ir], "gallery_bn": x[vis]}, split)
+    xs, ps, cs = np.vstack([x[ir], x[vis]]), np.concatenate([p[ir], p[vis]]), np.concatenate([cams[ir], cams[vis]])
+    ms = ["infrared"] * int(ir.sum()) + ["visible"] * int(vis.sum())
+    expect = {k: modality_gap(xs, ps, ms)[k] for k in ("modality_acc", "centroid_ratio", "pos_ratio")}
+    expect.update(cross_modal_share(xs, ps, cs, ms))
+    assert got == pytest.approx(expect)
+    assert set(got) == {"modality_acc", "centroid_ratio", "pos_ratio", "r1_within", "r1_cross", "cross_share"}

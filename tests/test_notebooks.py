@@ -1,8 +1,8 @@
-"""The five notebooks: sources carry no outputs, and each runs headless with the tiny preset.
+"""The six notebooks: sources carry no outputs, and each runs headless with the tiny preset.
 
 The execution tests run the notebooks in order with papermill, sharing one out_dir as the book
 does, and check the files each one promises to leave there; notebook 03 also runs alone on the
-RegDB and LLCM layouts.
+RegDB and LLCM layouts, and notebook 06 also renders a finished study without training.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_data_preparation", "02_augmentation", "03_train", "04_evaluation", "05_modality_gap_umap"]
+NOTEBOOKS = ["01_data_preparation", "02_augmentation", "03_train", "04_evaluation", "05_modality_gap_umap",
+             "06_ablation"]
 REQUIRED_PARAMETERS = ("dataset", "data_root", "preset", "epochs", "device", "seed", "out_dir")
 
 
@@ -54,11 +55,13 @@ def _one(pattern: str, base: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def book_run(tmp_path_factory):
-    """Run the five notebooks in order into one out_dir (the way `make book` does)."""
+    """Run the six notebooks in order into one out_dir (the way `make book` does)."""
     tmp = tmp_path_factory.mktemp("book")
     out = tmp / "out"
-    # notebook 05 also trains on notebook 02's translated copy (opt-in: the book leaves it out for time)
-    extra = {"05_modality_gap_umap": {"with_translation": True}}
+    # notebook 05 also trains on notebook 02's translated copy (opt-in: the book leaves it out for time);
+    # notebook 06 finds no study to render, so it runs its small one
+    extra = {"05_modality_gap_umap": {"with_translation": True},
+             "06_ablation": {"results_dir": str(tmp / "no-study")}}
     executed = {name: _execute(name, tmp, out, **extra.get(name, {})) for name in NOTEBOOKS}
     return out, executed
 
@@ -84,6 +87,31 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
     assert len(list(gap.glob("umap_*.npy"))) == 4 and len(list(gap.glob("features_*.npz"))) == 4
     assert len(list((out / "runs").glob("*/checkpoints/last.pt"))) == 3
     assert (out / "runs" / "sysu-tiny-djanet-translated" / "checkpoints" / "best.pt").is_file()
+    ablation = out / "ablation"   # notebook 06's own small study: agw and djanet x seeds 0 and 1
+    assert sorted(p.name for p in (ablation / "runs").iterdir()) == ["agw-seed0", "agw-seed1", "djanet-seed0",
+                                                                     "djanet-seed1"]
+    assert all((ablation / f).is_file() for f in ("study.csv", "summary.csv", "provenance.json"))
+    assert "These are not the full study's numbers" in _markdown_outputs(executed["06_ablation"])
+
+
+def _markdown_outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ablation_notebook_renders_a_finished_study_and_trains_nothing(book_run, tmp_path):
+    """What `make book` does after `make study`: the study's files and provenance, no training."""
+    out, _ = book_run
+    results = out / "ablation"   # the small study of the book run stands in for `make study`'s results
+    before = sorted(p.stat().st_mtime_ns for p in results.rglob("*.pt"))
+    page = _markdown_outputs(_execute("06_ablation", tmp_path, tmp_path / "out", results_dir=str(results)))
+    assert "These are the numbers of the study in" in page and "not the full study" not in page
+    assert "djanet.study.run_study (called from Python)" in page   # the provenance's command
+    assert sorted(p.stat().st_mtime_ns for p in results.rglob("*.pt")) == before
+    assert not (tmp_path / "out" / "ablation").exists()
 
 
 @pytest.mark.slow

@@ -103,3 +103,45 @@ def test_no_pad_no_erasing_keeps_the_image_in_place():
     torch.manual_seed(0)
     for _ in range(10):   # only flip and the grey conversions remain: no zero-padded border
         assert (T.denormalise(ir1(img)) > 1e-5).any(0).all()
+
+
+def test_without_channel_augmentations_each_view_is_the_image_or_its_mirror():
+    """channel_aug=False keeps only geometry and erasing: no pad, no erasing leaves image or flip."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    plain = T.test_transform((32, 16))(img)
+    views = T.train_views((32, 16), pad_fraction=0.0, erasing_p=0.0, channel_aug=False)
+    torch.manual_seed(0)
+    flips = 0
+    for view in views:
+        for _ in range(8):
+            out = view(img)
+            assert torch.equal(out, plain) or torch.equal(out, plain.flip(2))
+            flips += torch.equal(out, plain.flip(2))
+    assert 0 < flips < 32                     # the flip is random, and nothing else changes the image
+    # with channel augmentations the same views change colours: VIS-2 always replicates one channel
+    _, vis2, _, _ = T.train_views((32, 16), pad_fraction=0.0, erasing_p=0.0)
+    assert not any(torch.equal(vis2(img), p) for p in (plain, plain.flip(2)))
+
+
+def test_without_channel_augmentations_erasing_fills_zeros_not_channel_means():
+    img = np.full((32, 16, 3), 200, np.uint8)
+    vis1 = T.train_views((32, 16), pad_fraction=0.0, erasing_p=1.0, channel_aug=False)[0]
+    torch.manual_seed(0)
+    out = vis1(img)
+    erased = (out == 0).all(0)
+    assert 0 < erased.float().mean() <= 0.4 and (out[:, ~erased] != 0).all()
+
+
+def test_the_data_config_switch_reaches_the_training_loader(sysu_root):
+    from djanet.config import get_config, override
+    from djanet.data import four_view_loader, load_image, read_train
+
+    split, _ = read_train("sysu", sysu_root)
+    cfg = override(get_config("tiny"), **{"data.channel_aug": False, "data.erasing_p": 0.0,
+                                          "data.pad_fraction": 0.0})
+    vis1, vis2, ir1, ir2, _, _ = four_view_loader(split, cfg.data, [(0, 0)]).dataset[(0, 0)]
+    for views, path in (((vis1, vis2), split.visible.paths[0]), ((ir1, ir2), split.infrared.paths[0])):
+        plain = T.test_transform(cfg.data.img_size)(load_image(path))
+        for view in views:    # the resized image, maybe mirrored, nothing else
+            assert torch.equal(view, plain) or torch.equal(view, plain.flip(2))

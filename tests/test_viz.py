@@ -107,3 +107,39 @@ def test_umap_embedding_shape_and_determinism():
     a = viz.umap_embedding(x, seed=0, n_neighbors=10)
     assert a.shape == (60, 2)
     np.testing.assert_allclose(a, viz.umap_embedding(x, seed=0, n_neighbors=10), atol=1e-5)
+
+
+def test_study_bars_show_the_mean_the_sample_std_and_every_seed():
+    frame = pd.DataFrame({"label": ["A"] * 3 + ["B"] * 3, "R1": [1.0, 2.0, 3.0, 4.0, 6.0, 8.0],
+                          "mAP": [5.0] * 6, "mINP": [1.0] * 6})
+    fig = viz.study_bars(frame, ["R1", "mAP", "mINP"])
+    _render(fig)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["R1", "mAP", "mINP"] and len(fig.axes) == 4
+    r1 = axes[0]
+    assert sorted(round(p.get_width(), 6) for p in r1.patches) == [2.0, 6.0]           # bars at the means
+    spans = {(round(np.nanmin(line.get_xdata()), 6), round(np.nanmax(line.get_xdata()), 6)) for line in r1.lines}
+    assert spans == {(1.0, 3.0), (4.0, 8.0)}                                            # ± std with ddof=1
+    dots = np.concatenate([c.get_offsets()[:, 0] for c in r1.collections])
+    assert sorted(dots.tolist()) == [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    with pytest.raises(KeyError, match="cross_share"):
+        viz.study_bars(frame, ["cross_share"])
+
+
+def test_paired_differences_draw_each_interval_and_the_zero_line():
+    from djanet.study import summary_frame
+
+    rows = [{"variant": v, "label": v.upper(), "seed": s, "R1": base + d}
+            for v, base, ds in (("agw", 10.0, [0, 0, 0]), ("up", 10.0, [2, 3, 4]), ("flat", 10.0, [1, 2, 3]))
+            for s, d in enumerate(ds)]
+    summary = summary_frame(pd.DataFrame(rows))
+    fig = viz.paired_differences(summary, ["R1"], baseline_label="AGW")
+    _render(fig)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["UP", "FLAT"]              # the baseline is left out
+    segments = {tuple(np.round(line.get_xdata(), 3)): line.get_color() for line in ax.lines
+                if len(line.get_xdata()) == 2 and line.get_xdata()[0] != line.get_xdata()[1]}
+    assert segments[(0.516, 5.484)] == "#08306b" and segments[(-0.484, 4.484)] == "#969696"
+    assert any(tuple(line.get_xdata()) == (0.0, 0.0) for line in ax.lines)            # the zero line
+    with pytest.raises(ValueError, match="no paired differences"):
+        viz.paired_differences(summary[summary["variant"] == "agw"], ["R1"])

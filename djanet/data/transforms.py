@@ -110,13 +110,20 @@ def _normalise() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def train_views(img_size: tuple[int, int], pad_fraction: float = 0.05, erasing_p: float = 0.5):
+def train_views(img_size: tuple[int, int], pad_fraction: float = 0.05, erasing_p: float = 0.5,
+                channel_aug: bool = True):
     """(VIS-1, VIS-2, IR-1, IR-2): PIL image / uint8 array or tensor -> normalised float tensor.
 
     `pad_fraction`: pad+crop shift as a fraction of the width (see `pad_pixels`); `erasing_p`:
-    probability of the random erasing in each view (the paper: 0.5).
+    probability of the random erasing in each view (the paper: 0.5).  `channel_aug=False` drops the
+    channel-level augmentations (grayscale, channel exchange, adaptive gray, brightness jitter,
+    channel scaling; channel-mean erasing becomes plain erasing), so an ablation can measure what
+    they add: the four views then differ only by their random shift, flip and erasing.
     """
     geometry = _geometry(img_size, pad_fraction)
+    if not channel_aug:
+        plain = [v2.RandomErasing(p=erasing_p)]
+        return tuple(v2.Compose(_start(img_size) + geometry + _normalise() + plain) for _ in range(4))
     vis1 = v2.Compose(_start(img_size) + [v2.RandomGrayscale(p=0.5)] + geometry
                       + _normalise() + [ChannelRandomErasing(p=erasing_p)])
     vis2 = v2.Compose(_start(img_size) + geometry + _normalise()
