@@ -3,9 +3,9 @@
 #   make book   installs the book extras, runs the six notebooks headless, builds the HTML book
 # and one to work on the notebooks:
 #   make lab    installs the book extras and a Jupyter kernel named $(KERNEL), starts JupyterLab on notebooks/
+#   make study  the ablation study (variants x SEEDS) into $(STUDY_RESULTS), which notebook 06 renders
 # On one GPU: `make book PRESET=gpu-demo DEVICE=cuda` (the book in about ten minutes, a target) and
 # `make gpu-check` (tests and benchmarks within about eight; exits with status 2 without CUDA).
-#   make study  the ablation study (variants x SEEDS) into $(STUDY_RESULTS), which notebook 06 renders
 # Parameters forwarded to the notebooks: DATASET, DATA_ROOT, PRESET, DEVICE, EPOCHS.
 PYTHON   ?= python3
 DATASET  ?= sysu

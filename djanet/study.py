@@ -38,6 +38,7 @@ from .evaluate import evaluate
 from .gap import split_gap
 from .provenance import now, provenance, source_commit
 from .runtime import set_threads
+from .threads import available_cores
 from .train import fit_or_load, run_dir
 
 STUDY_CSV, SUMMARY_CSV, PROVENANCE_JSON, ROW_JSON = "study.csv", "summary.csv", "provenance.json", "study_row.json"
@@ -214,14 +215,6 @@ def run_one(cfg: TrainConfig, variant: str) -> dict[str, Any]:
     return row
 
 
-def _cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _grid(tasks: list[tuple[TrainConfig, str]], jobs: int) -> Iterator[dict[str, Any]]:
     """Rows of the tasks as they finish: in this process, or in `jobs` worker processes."""
     if jobs == 1:
@@ -232,7 +225,7 @@ def _grid(tasks: list[tuple[TrainConfig, str]], jobs: int) -> Iterator[dict[str,
 
     # spawn: a fresh interpreter per worker (torch and forked threads do not mix); quiet bars; the
     # cores shared out, since workers that each take every core wait on each other.
-    threads = max(1, _cores() // jobs)
+    threads = max(1, available_cores() // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = [pool.submit(run_one, override(cfg, quiet=True, threads=threads), variant)
