@@ -1,7 +1,7 @@
 """The notebooks' shared first step: their parameters become a config and an output folder.
 
 Each notebook of the book starts with ``cfg, out = book.setup(...)`` on its parameters cell, so
-the five agree on where the data, the runs and the tables go, and their first cells read as prose.
+the notebooks agree on where the data, the runs and the tables go, and their first cells read as prose.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def setup(dataset: str = "sysu", preset: str = "cpu-demo", data_root: str | os.P
           device: str = "auto", seed: int = 0, out_dir: str | os.PathLike = "runs/book",
           epochs: int | None = None, translated_root: str | os.PathLike | None = None
           ) -> tuple[TrainConfig, Path]:
-    """The config the notebook's parameters describe, and the output folder the five notebooks share.
+    """The config the notebook's parameters describe, and the output folder the notebooks share.
 
     `out_dir` (relative to the folder the notebook runs in) is created; it holds the synthetic data
     and array caches (``cache/``) and the training runs (``runs/``). `epochs` None keeps the
