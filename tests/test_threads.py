@@ -66,3 +66,27 @@ def test_set_threads_auto_uses_every_core():
     assert torch.get_num_threads() == available_cores()
     set_threads(None)   # leaves it
     assert torch.get_num_threads() == available_cores()
+
+
+def test_fit_with_auto_threads_records_the_counts_it_ran(tmp_path, monkeypatch):
+    """threads="auto" in a real (tiny) run: the tuner probes and the history says which count ran."""
+    from djanet.train import fit
+    from djanet import train as engine
+
+    made = []
+
+    class Recording(ThreadTuner):
+        def __init__(self):
+            super().__init__(candidates=(2, 1), probe_steps=1)
+            made.append(self)
+
+    monkeypatch.setattr(engine, "ThreadTuner", Recording)
+    cfg = get_config("tiny", threads="auto", device="cpu", cache_dir=str(tmp_path / "cache"),
+                     out_dir=str(tmp_path), max_steps_per_epoch=3, eval_every=0)
+    history = fit(cfg)
+    (tuner,) = made
+    # 6 steps: the first is the warm-up, then one probe step at 2 threads and one at 1, then the faster
+    assert [t for t, _ in tuner.log][:2] == [2, 1]
+    assert len(tuner.log) == 5 and tuner.choice in (1, 2)
+    assert history["threads"].tolist()[-1] == tuner.choice
+    assert history["loss_total"].notna().all()
