@@ -72,11 +72,11 @@ class ThreadTuner:
 
     def _start_probe(self) -> None:
         self.probe = {c: [] for c in self.candidates}
-        # the current choice last, so a probe ends on the count that will most likely run next
-        self.queue = [c for c in self.candidates if c != self.choice] + [self.choice]
-        if self.reference is None:
-            self.queue = list(self.candidates)
-        self.queue = [c for c in self.queue for _ in range(self.probe_steps)]
+        # the first probe in the given order; later ones end on the current choice, the count most
+        # likely to run next
+        order = (list(self.candidates) if self.reference is None
+                 else [c for c in self.candidates if c != self.choice] + [self.choice])
+        self.queue = [c for c in order for _ in range(self.probe_steps)]
 
     def before_step(self) -> int:
         """Set and return the thread count for the next step."""

@@ -5,20 +5,22 @@ from pathlib import Path
 from ..config import TrainConfig
 
 
+def _existing(option: str, folder: str, expected: str) -> Path:
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{option}={root} does not exist{expected}")
+    return root
+
+
 def prepare_data(cfg: TrainConfig) -> Path:
     """The dataset root to read: the translated copy, the user's data_root, or synthetic data."""
     if cfg.data.translated_root:
-        root = Path(cfg.data.translated_root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.translated_root={root} does not exist; create it with "
-                                    "`python -m djanet translate` or point it at a translated copy")
-        return root
+        return _existing("data.translated_root", cfg.data.translated_root,
+                         "; create it with `python -m djanet translate` or point it at a translated copy")
     if cfg.data.data_root:
-        root = Path(cfg.data.data_root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.data_root={root} does not exist (expected the {cfg.data.dataset} "
-                                    "dataset folder; leave data_root unset to use synthetic data)")
-        return root
+        return _existing("data.data_root", cfg.data.data_root,
+                         f" (expected the {cfg.data.dataset} dataset folder; leave data_root unset to use "
+                         "synthetic data)")
     # Imported here: `python -m djanet.data.synthetic` must not find the module already loaded.
     from .synthetic import ensure_synthetic
     return Path(ensure_synthetic(cfg.data.dataset, Path(cfg.data.cache_dir).expanduser(),
