@@ -115,11 +115,56 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
             res.feature = f"{name}{suffix}"
             results[f"{direction}/{res.feature}"] = res
         _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
+    _write_metrics(out, checkpoint, cfg, flip, rerank, results)
+    return results
+
+
+# The test-time options other VI-ReID code uses: name -> (flip, re-rank).
+TEST_TIME_OPTIONS = {"plain": (False, False), "flip": (True, False), "re-rank": (False, True),
+                     "flip + re-rank": (True, True)}
+
+
+def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
+                       features: tuple[str, ...] = ("bn",)) -> dict[str, dict[str, ProtocolResult]]:
+    """Every test-time option (`TEST_TIME_OPTIONS`) of one checkpoint on the same gallery trials.
+
+    What four `evaluate` calls give for the `features` rows, with each direction's features
+    extracted twice (plain and mirrored) instead of four times, and only those rows re-ranked.
+    Returns ``{option: {"<direction>/<feature><suffix>": result}}`` and writes each option's
+    metrics file and the two feature files into `out_dir`, named as `evaluate` names them.
+    """
+    from .rerank import RerankConfig
+
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    model, saved = load_model(checkpoint, device=str(device))
+    check_same_model(saved, cfg, checkpoint)
+    out = Path(out_dir)
+    results: dict[str, dict[str, ProtocolResult]] = {name: {} for name in TEST_TIME_OPTIONS}
+    for direction, split, trials in _test_splits(cfg):
+        for flip in (False, True):
+            feats = split_features(model, split, cfg, device, flip=flip)
+            _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
+            for name, (option_flip, rerank) in TEST_TIME_OPTIONS.items():
+                if option_flip != flip:
+                    continue
+                for feature in features:
+                    res = evaluate_split(split, feats[f"query_{feature}"], feats[f"gallery_{feature}"],
+                                         trials=trials, feature_name=feature,
+                                         rerank=RerankConfig() if rerank else None)
+                    res.feature = f"{feature}{variant_suffix(flip, rerank)}"
+                    results[name][f"{direction}/{res.feature}"] = res
+    for name, (flip, rerank) in TEST_TIME_OPTIONS.items():
+        _write_metrics(out, checkpoint, cfg, flip, RerankConfig() if rerank else None, results[name])
+    return results
+
+
+def _write_metrics(out: Path, checkpoint, cfg: TrainConfig, flip: bool, rerank: "RerankConfig | None",
+                   results: dict[str, ProtocolResult]) -> None:
     payload = {"checkpoint": str(checkpoint), "dataset": cfg.data.dataset, "mode": cfg.data.mode,
                "trial": cfg.data.trial, "flip": flip, "rerank": dataclasses.asdict(rerank) if rerank else None,
                "results": {k: r.to_dict() for k, r in results.items()}}
     atomic_write_text(metrics_path(out, flip, rerank), json.dumps(payload, indent=1))
-    return results
 
 
 def _test_splits(cfg: TrainConfig, directions: tuple[str, ...] | None = None):

@@ -122,3 +122,23 @@ def test_flip_averages_with_the_mirrored_image(sysu_root):
     plain = extract_features(model, sub, "infrared", cfg.data.img_size)[1]
     assert np.abs(plain - bn).max() > 1e-3                  # the mirror changes something
     assert np.allclose(np.linalg.norm(pool, axis=1), 1.0, atol=1e-5)
+
+
+def test_test_time_options_equal_four_evaluate_calls(tmp_path):
+    """evaluate_test_time extracts features twice, not four times, and gives evaluate's numbers."""
+    from djanet import train as engine
+    from djanet.config import get_config
+    from djanet.evaluate import TEST_TIME_OPTIONS, evaluate, evaluate_test_time, metrics_path
+    cfg = get_config("tiny", cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path), device="cpu")
+    run = engine.fit_or_load(cfg)
+    got = evaluate_test_time(cfg, run.best, out_dir=tmp_path / "together")
+    assert list(got) == list(TEST_TIME_OPTIONS)
+    for name, (flip, rerank) in TEST_TIME_OPTIONS.items():
+        want = evaluate(cfg, run.best, out_dir=tmp_path / name, flip=flip, rerank=rerank)
+        key = next(k for k in want if k.split("/")[1].startswith("bn"))
+        assert list(got[name]) == [key]
+        assert [r["mAP"] for r in got[name][key].rows] == pytest.approx([r["mAP"] for r in want[key].rows])
+        assert metrics_path(tmp_path / "together", flip, rerank).is_file()
+    assert got["plain"]["i2v/bn"].rows != got["re-rank"]["i2v/bn+rerank"].rows
+    assert sorted(p.name for p in (tmp_path / "together").glob("*.npz")) == ["features_i2v+flip.npz",
+                                                                           "features_i2v.npz"]

@@ -345,6 +345,29 @@ def _save(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr).save(path, **({"quality": 92} if path.suffix == ".jpg" else {}))
 
 
+def _render_and_save(job: tuple[Path, tuple]) -> None:
+    path, args = job
+    _save(render_image(*args), path)
+
+
+def _render_all(jobs: list[tuple[Path, tuple]]) -> None:
+    """Render and write every (path, `render_image` arguments) job, over all cores when there are
+    many: each image depends only on its own arguments, so the files are the same either way."""
+    from ..threads import available_cores
+
+    workers = min(available_cores(), max(1, len(jobs) // 200))
+    if workers == 1:
+        for job in jobs:
+            _render_and_save(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for _ in pool.map(_render_and_save, jobs, chunksize=32):
+            pass
+
+
 def _id_line(ids) -> str:
     return ",".join(str(int(i)) for i in sorted(ids)) + "\n"
 
@@ -357,6 +380,7 @@ def _split_counts(n: int, fractions) -> list[int]:
 def _write_sysu(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
     from scipy.io import savemat
 
+    jobs: list[tuple[Path, tuple]] = []
     r = np.random.default_rng([seed, 1])
     pids = r.permutation(np.arange(1, ids + 1))
     n_train, n_val, n_test = _split_counts(ids, (296 / 491, 99 / 491, 96 / 491))
@@ -380,12 +404,13 @@ def _write_sysu(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
         for cam in sorted(cams):
             n = max(1, per_cam + int(rp.integers(-1, 2)))
             for k in range(n):
-                img = render_image(seed, pid, cam, k, cam in SYSU_IR_CAMS, size, "sysu")
-                _save(img, root / f"cam{cam}" / f"{pid:04d}" / f"{k + 1:04d}.jpg")
+                jobs.append((root / f"cam{cam}" / f"{pid:04d}" / f"{k + 1:04d}.jpg",
+                             (seed, pid, cam, k, cam in SYSU_IR_CAMS, size, "sysu")))
             perm[cam - 1, 0][pid - 1, 0] = np.stack(
                 [rp.permutation(n) + 1 for _ in range(RAND_PERM_TRIALS)]).astype(np.float64)
     for cam in range(1, 7):
         (root / f"cam{cam}").mkdir(exist_ok=True)
+    _render_all(jobs)
     savemat(root / "exp" / "rand_perm_cam.mat", {"rand_perm_cam": perm})
 
 
@@ -396,6 +421,7 @@ def regdb_split(ids: int, trial: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
+    jobs: list[tuple[Path, tuple]] = []
     names = {}
     for pid in range(1, ids + 1):
         rp = np.random.default_rng([seed, 4, pid])
@@ -405,8 +431,9 @@ def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
             names[pid, folder] = []
             for k in range(per_cam):
                 rel = f"{folder}/{pid}/{stem}_{tag}_{seq:05d}_{k + 1}.bmp"
-                _save(render_image(seed, pid, cam, k, folder == "Thermal", size, "regdb"), root / rel)
+                jobs.append((root / rel, (seed, pid, cam, k, folder == "Thermal", size, "regdb")))
                 names[pid, folder].append(rel)
+    _render_all(jobs)
     (root / "idx").mkdir()
     for t in range(1, 11):
         for part, id_set in zip(("train", "test"), regdb_split(ids, t, seed)):
@@ -417,6 +444,7 @@ def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
 
 
 def _write_llcm(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
+    jobs: list[tuple[Path, tuple]] = []
     r = np.random.default_rng([seed, 5])
     pids = r.permutation(np.arange(1, ids + 1))
     n_train = ids - max(1, round(ids * 351 / 1064))
@@ -439,9 +467,10 @@ def _write_llcm(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
                     name = f"{pid:04d}_c{cam:02d}_s{seq}_f{k * 40 + int(rp.integers(40)):04d}_{mod}.jpg"
                     rel = (f"{mod}/{pid:04d}/{name}" if pid in train
                            else f"test_{mod}/cam{cam}/{pid:04d}/{name}")
-                    _save(render_image(seed, pid, cam, k, mod == "nir", size, "llcm"), root / rel)
+                    jobs.append((root / rel, (seed, pid, cam, k, mod == "nir", size, "llcm")))
                     if pid in train:
                         lines[mod].append(f"{rel} {label[pid]}")
+    _render_all(jobs)
     for mod in ("vis", "nir"):
         (root / "idx" / f"train_{mod}.txt").write_text("\n".join(lines[mod]) + "\n")
 
@@ -518,11 +547,13 @@ def _rank1(q, g, q_ids, g_ids, exclude=None) -> float:
     return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids))
 
 
-def pixel_matching_rank1(root: str | os.PathLike, dataset: str = "sysu") -> dict[str, float]:
+def pixel_matching_rank1(root: str | os.PathLike, dataset: str = "sysu",
+                         size: tuple[int, int] | None = None) -> dict[str, float]:
     """Rank-1 of nearest-neighbour matching on raw grey pixels over every image of `root`.
 
-    Features: each image in grey, flattened, zero-mean and unit-norm (so global brightness and
-    contrast do not count).  'ir->vis' = every IR image against every visible image (the
+    Features: each image in grey (resized to `size` (H, W) if given: the network's input size
+    costs a quarter of the stored 128x64), flattened, zero-mean and unit-norm (so global
+    brightness and contrast do not count).  'ir->vis' = every IR image against every visible image (the
     cross-modal task); 'vis->vis' / 'ir->ir' = each image against the other images of its own
     modality (leave-one-out); '... other cams' excludes the query's own camera; 'chance' = the
     expected rank-1 of a random guess for 'ir->vis'.
@@ -539,7 +570,7 @@ def pixel_matching_rank1(root: str | os.PathLike, dataset: str = "sysu") -> dict
     iid = np.concatenate([train.infrared.pids, ir_g.pids])
     vc = np.concatenate([train.visible.cams, vis_g.cams])
     ic = np.concatenate([train.infrared.cams, ir_g.cams])
-    v, i = grey_pixel_features(vp), grey_pixel_features(ip)
+    v, i = grey_pixel_features(vp, size), grey_pixel_features(ip, size)
     out = {"ir->vis": _rank1(i, v, iid, vid), "vis->ir": _rank1(v, i, vid, iid)}
     for name, f, ids, cams in (("vis->vis", v, vid, vc), ("ir->ir", i, iid, ic)):
         same = np.eye(len(ids), dtype=bool)
