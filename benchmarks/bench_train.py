@@ -18,6 +18,9 @@ sweep the loader's settings side by side.
 core), each on an idle machine and beside a busy neighbour (a second process multiplying
 matrices on one thread), side by side, and "auto" (djanet.threads.ThreadTuner choosing between
 them from measured step times, probes included): the reason the small presets set `threads="auto"`.
+
+`--optimizer` times Adam's update alone on the DJANet parameters (random gradients): torch's
+per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses the fused one.
 """
 from __future__ import annotations
 
@@ -142,6 +145,28 @@ def time_threads(split, cfg, batch, steps: int, device) -> None:
         print(f"{'busy' if busy else 'idle':12s}{threads:>22s}{sec:10.3f}{sec / base:17.2f}x")
 
 
+def time_optimizers(cfg, num_classes: int, device, steps: int) -> None:
+    """Seconds per Adam update of the DJANet parameters: loop vs foreach vs fused, side by side."""
+    model = DJANet.from_config(cfg.model, num_classes, cfg.data.img_size).to(device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    rows = []
+    for name, kw in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+        opt = torch.optim.Adam(model.param_groups(cfg.optim.lr, cfg.optim.head_lr), lr=cfg.optim.lr,
+                               weight_decay=cfg.optim.weight_decay, **kw)
+        for _ in range(3):
+            opt.step()
+        t = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        rows.append((name, (time.perf_counter() - t) / steps))
+    print(f"\nAdam update of {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M DJANet parameters:")
+    for name, sec in rows:
+        print(f"{name:10s}{1000 * sec:9.1f} ms{sec / rows[0][1]:8.2f}x of the loop")
+
+
 def _value(text: str):
     try:
         return ast.literal_eval(text)
@@ -155,6 +180,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", action="store_true", help="also compare thread counts, idle and busy")
+    parser.add_argument("--optimizer", action="store_true", help="also time Adam: loop, foreach, fused")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="loader worker counts to time (default: the preset's)")
     parser.add_argument("--cache", choices=("preset", "on", "off", "both"), default="preset",
@@ -209,6 +235,8 @@ def main(argv=None) -> dict:
             json.dump(report, f, indent=1)
     if args.threads:
         time_threads(split, cfg, batch, args.steps, device)
+    if args.optimizer:
+        time_optimizers(cfg, split.num_classes, device, 4 * args.steps)
     return report
 
 

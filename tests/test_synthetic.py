@@ -151,7 +151,7 @@ def test_parallel_generation_writes_the_same_files(tmp_path, monkeypatch):
 
 def test_ensure_synthetic_once(tmp_path):
     root = syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1)
-    assert root == tmp_path / "synthetic" / f"llcm-ids4-s0-32x16-k1-g{syn.GENERATOR_VERSION}"
+    assert root == tmp_path / "synthetic" / f"llcm-ids4-s0-32x16-k1-g{syn.GENERATOR_VERSIONS['llcm']}"
     stamp = (root / "idx" / "test_id.txt").stat().st_mtime_ns
     assert syn.ensure_synthetic("llcm", tmp_path, ids=4, size=(32, 16), per_cam=1) == root
     assert (root / "idx" / "test_id.txt").stat().st_mtime_ns == stamp
@@ -173,3 +173,30 @@ def test_cli(tmp_path, capsys):
     syn.main(["--layout", "regdb", "--out", str(tmp_path / "r"), "--ids", "2", "--per-cam", "1",
               "--size", "32", "16"])
     assert "wrote 4 images" in capsys.readouterr().out
+
+
+def _person_mask(layout: str, pid: int, cam: int, k: int, infrared: bool, size) -> np.ndarray:
+    """Where the person is in image k (the part map of the pose render_image draws)."""
+    pose, _ = syn.image_pose(0, pid, cam, k, infrared, size, layout)
+    part = syn.draw_parts(syn.make_identity(0, pid), pose, *size)[0]
+    return (part[:, ::-1] if pose["flip"] else part) > 0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_regdb_pairs_share_a_pose_other_layouts_do_not():
+    """RegDB's visible and thermal image k of a person are one moment through two lenses: their
+    silhouettes overlap almost entirely; SYSU-MM01's visible and infrared images do not."""
+    size = (64, 32)
+    regdb, sysu = [], []
+    for pid in range(1, 13):
+        for k in range(2):
+            regdb.append(_iou(_person_mask("regdb", pid, 1, k, False, size), _person_mask("regdb", pid, 2, k, True, size)))
+            sysu.append(_iou(_person_mask("sysu", pid, 1, k, False, size), _person_mask("sysu", pid, 3, k, True, size)))
+    same = syn.render_image(0, 3, 2, 1, True, size, "regdb")
+    pose, r = syn.image_pose(0, 3, 2, 1, True, size, "regdb")
+    assert np.array_equal(same, syn.render(syn.make_identity(0, 3), pose, 2, True, r, *size, 0, "regdb"))
+    assert np.mean(regdb) > 0.7 and min(regdb) > 0.4
+    assert np.mean(sysu) < 0.6 and np.mean(regdb) > np.mean(sysu) + 0.2

@@ -15,7 +15,9 @@ infrared render follows the camera each real dataset used:
   insulation and emissivity, so grey levels owe nothing to the dye.
 
 Either way the two modalities share geometry (body shape, garment layout, patterns, accessories)
-but not grey levels; pose, scale, crop offset, flip and occlusion vary per image.  Everything is
+but not grey levels; pose, scale, crop offset, flip and occlusion vary per image, except that
+RegDB's dual camera records its visible and thermal images in simultaneous pairs (one pose, two
+lenses side by side).  Everything is
 drawn with numpy on coordinate grids and is deterministic from the seed.
 
 SYSU-MM01 also gets ``exp/rand_perm_cam.mat`` in the format the community's evaluation code reads:
@@ -43,7 +45,8 @@ from .readers import LLCM_CAMS, SYSU_IR_CAMS, SYSU_VIS_CAMS
 # 491 ids, split 296/99/96; RegDB: half of 192 per trial; LLCM: its real 1/3 test share of 288).
 DEFAULT_IDS = {"sysu": 491, "regdb": 192, "llcm": 288}
 REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
-GENERATOR_VERSION = 2   # part of the cache folder's name: a changed generator never reuses old data
+# Part of the cache folder's name, per layout: a changed generator never reuses old data.
+GENERATOR_VERSIONS = {"sysu": 2, "llcm": 2, "regdb": 3}   # regdb 3: paired visible/thermal poses
 DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
 RAND_PERM_TRIALS = 10
 
@@ -225,6 +228,7 @@ SENSORS = ("visible", "nir", "thermal")
 # The infrared camera of each layout; LLCM is also low-light in both modalities.
 INFRARED_SENSOR = {"sysu": "nir", "llcm": "nir", "regdb": "thermal"}
 LOW_LIGHT = {"llcm"}
+PAIRED_CAPTURE = {"regdb"}   # one dual camera: the visible and thermal images come in simultaneous pairs
 
 
 def _objects(r: np.random.Generator, bg: np.ndarray, Y, X, h: int, levels) -> None:
@@ -331,12 +335,30 @@ def render(ident: dict, pose: dict, cam: int, infrared: bool, r: np.random.Gener
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def image_pose(seed: int, pid: int, cam: int, index: int, infrared: bool, size: tuple[int, int] = (128, 64),
+               layout: str = "sysu") -> tuple[dict, np.random.Generator]:
+    """The pose of image number `index` of person `pid` in camera `cam`, and the generator that
+    draws the rest of that image (light, noise).
+
+    RegDB was recorded with a dual camera: its visible and thermal image number `index` of a
+    person are taken at the same moment, so they share one pose, seen through two lenses side
+    by side (a small shift and scale apart).  Elsewhere every image has its own pose.
+    """
+    h, w = size
+    r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
+    if layout not in PAIRED_CAPTURE:
+        return random_pose(r, h, w), r
+    pose = random_pose(np.random.default_rng([seed, pid, 7, index]), h, w)
+    if infrared:   # the thermal lens: beside the visible one, a slightly different field of view
+        pose = dict(pose, dx=pose["dx"] + r.uniform(0.0, 0.05) * w, scale=pose["scale"] * r.uniform(0.95, 1.0))
+    return pose, r
+
+
 def render_image(seed: int, pid: int, cam: int, index: int, infrared: bool,
                  size: tuple[int, int] = (128, 64), layout: str = "sysu") -> np.ndarray:
     """The image number `index` of person `pid` in camera `cam`, deterministic from the seed."""
-    h, w = size
-    r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
-    return render(make_identity(seed, pid), random_pose(r, h, w), cam, infrared, r, h, w, seed, layout)
+    pose, r = image_pose(seed, pid, cam, index, infrared, size, layout)
+    return render(make_identity(seed, pid), pose, cam, infrared, r, *size, seed, layout)
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -516,7 +538,7 @@ def ensure_synthetic(layout: str, cache_dir: str | os.PathLike, ids: int | None 
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     n = DEFAULT_IDS[layout] if ids is None else int(ids)
     name = (f"{layout}-ids{n}-s{seed}-{size[0]}x{size[1]}" + (f"-k{per_cam}" if per_cam else "")
-            + f"-g{GENERATOR_VERSION}")
+            + f"-g{GENERATOR_VERSIONS[layout]}")
     root = Path(cache_dir).expanduser() / "synthetic" / name
     if root.is_dir() and any(root.iterdir()):
         return root
