@@ -98,10 +98,7 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     re-ranks each trial's distances (djanet.rerank).  They label the results (`"i2v/bn+flip"`)
     and the files (`metrics+flip.json`, `features_<direction>+flip.npz`).
     """
-    device = resolve_device(cfg.device)
-    set_threads(cfg.threads)
-    model, saved = load_model(checkpoint, device=str(device))
-    check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
+    model, device = _model_for_test(cfg, checkpoint)
     if rerank is True:
         from .rerank import RerankConfig
         rerank = RerankConfig()
@@ -135,10 +132,7 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
     """
     from .rerank import RerankConfig
 
-    device = resolve_device(cfg.device)
-    set_threads(cfg.threads)
-    model, saved = load_model(checkpoint, device=str(device))
-    check_same_model(saved, cfg, checkpoint)
+    model, device = _model_for_test(cfg, checkpoint)
     out = Path(out_dir)
     results: dict[str, dict[str, ProtocolResult]] = {name: {} for name in TEST_TIME_OPTIONS}
     for direction, split, trials in _test_splits(cfg):
@@ -157,6 +151,14 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
     for name, (flip, rerank) in TEST_TIME_OPTIONS.items():
         _write_metrics(out, checkpoint, cfg, flip, RerankConfig() if rerank else None, results[name])
     return results
+
+
+def _model_for_test(cfg: TrainConfig, checkpoint) -> tuple["DJANet", torch.device]:
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    model, saved = load_model(checkpoint, device=str(device))
+    check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
+    return model, device
 
 
 def _write_metrics(out: Path, checkpoint, cfg: TrainConfig, flip: bool, rerank: "RerankConfig | None",

@@ -17,8 +17,8 @@ infrared render follows the camera each real dataset used:
 Either way the two modalities share geometry (body shape, garment layout, patterns, accessories)
 but not grey levels; pose, scale, crop offset, flip and occlusion vary per image, except that
 RegDB's dual camera records its visible and thermal images in simultaneous pairs (one pose, two
-lenses side by side).  Everything is
-drawn with numpy on coordinate grids and is deterministic from the seed.
+lenses side by side).  Everything is drawn with numpy on coordinate grids and is deterministic
+from the seed.
 
 SYSU-MM01 also gets ``exp/rand_perm_cam.mat`` in the format the community's evaluation code reads:
 variable ``rand_perm_cam`` is a 6x1 cell (one per camera); cell ``{cam}`` is a (max_pid x 1) cell whose
