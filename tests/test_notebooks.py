@@ -58,9 +58,10 @@ def book_run(tmp_path_factory):
     """Run the six notebooks in order into one out_dir (the way `make book` does)."""
     tmp = tmp_path_factory.mktemp("book")
     out = tmp / "out"
-    # notebook 05 also trains on notebook 02's translated copy (opt-in: the book leaves it out for time);
-    # notebook 06 finds no study to render, so it runs its small one
-    extra = {"05_modality_gap_umap": {"with_translation": True},
+    # notebook 04 also trains the AGW baseline and notebook 05 DJANet on notebook 02's translated copy
+    # (both opt-in: the book leaves them out for time); notebook 06 finds no study to render, so it
+    # runs its small one
+    extra = {"04_evaluation": {"with_agw": True}, "05_modality_gap_umap": {"with_translation": True},
              "06_ablation": {"results_dir": str(tmp / "no-study")}}
     executed = {name: _execute(name, tmp, out, **extra.get(name, {})) for name in NOTEBOOKS}
     return out, executed
@@ -83,9 +84,13 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
         assert (run / f).is_file(), f"missing {run / f}"
     gap = out / "gap" / "sysu"
     assert (gap / "gap_table.csv").is_file() and (gap / "retrieval_table.csv").is_file()
-    # untrained, AGW baseline, DJANet, DJANet on the translated copy of notebook 02
-    assert len(list(gap.glob("umap_*.npy"))) == 4 and len(list(gap.glob("features_*.npz"))) == 4
+    # untrained, DJANet, DJANet on the translated copy of notebook 02 (AGW: with_agw=True only)
+    assert sorted(p.name for p in gap.glob("umap_*.npy")) == ["umap_DJANet.npy", "umap_DJANet_+_translation.npy",
+                                                              "umap_untrained.npy"]
+    assert len(list(gap.glob("features_*.npz"))) == 3
+    # DJANet (notebook 3), AGW (notebook 4's activation maps), DJANet on the translated copy
     assert len(list((out / "runs").glob("*/checkpoints/last.pt"))) == 3
+    assert (out / "runs" / "sysu-tiny-agw" / "checkpoints" / "best.pt").is_file()
     assert (out / "runs" / "sysu-tiny-djanet-translated" / "checkpoints" / "best.pt").is_file()
     ablation = out / "ablation"   # notebook 06's own small study: agw and djanet x seeds 0 and 1
     assert sorted(p.name for p in (ablation / "runs").iterdir()) == ["agw-seed0", "agw-seed1", "djanet-seed0",
