@@ -216,10 +216,7 @@ def validate(cfg: TrainConfig) -> None:
     if not 0 <= cfg.data.pad_fraction < 0.5 or not 0 <= cfg.data.erasing_p <= 1:
         raise ValueError(f"data.pad_fraction={cfg.data.pad_fraction} must be in [0, 0.5) and "
                          f"data.erasing_p={cfg.data.erasing_p} in [0, 1]")
-    if not (cfg.threads is None or cfg.threads == "auto"
-            or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool) and cfg.threads >= 1)):
-        raise ValueError(f"threads={cfg.threads!r}; expected None (torch's default), 'auto' "
-                         "(chosen from measured step times) or an int >= 1")
+    check_threads(cfg.threads)
     if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
         raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")
@@ -232,6 +229,14 @@ AGW_SWITCHES = {"model.stems": False, "model.align": False, "model.non_local": T
 def agw_baseline(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with DJANet's feature-level parts switched off: the AGW baseline at the same budget."""
     return override(cfg, **AGW_SWITCHES)
+
+
+def check_threads(threads: Any, name: str = "threads") -> None:
+    """None (torch's default), "auto" (chosen from measured step times) or an int >= 1."""
+    if not (threads is None or threads == "auto"
+            or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1)):
+        raise ValueError(f"{name}={threads!r}; expected None (torch's default), 'auto' "
+                         "(chosen from measured step times) or an int >= 1")
 
 
 def get_config(preset: str = "paper", **overrides: Any) -> TrainConfig:

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import atomic_torch_save, rng_state, set_rng_state
+from .config import check_threads
 from .console import progress
 from .runtime import resolve_device
+from .threads import AUTO, ThreadTuner, set_threads
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CHECKPOINT_KIND = "djanet-cyclegan"
@@ -57,6 +59,7 @@ class TranslateConfig:
     save_every: int = 2000                # steps between checkpoints (and at the end)
     log_every: int = 50                   # steps between history rows
     translate_batch: int = 16             # images per forward pass when translating a dataset
+    threads: int | str | None = None      # torch CPU threads in training: N, "auto" (djanet.threads), None (torch's)
     quiet: bool = False                   # no progress bars
 
 
@@ -67,7 +70,7 @@ TRANSLATE_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-demo": {
         "img_size": (64, 32), "ngf": 16, "ndf": 16, "n_blocks": 3, "d_layers": 3,
         "batch_size": 4, "steps": 1000, "save_every": 250, "log_every": 25,
-        "max_train_images": 2000, "translate_batch": 64,
+        "max_train_images": 2000, "translate_batch": 64, "threads": "auto",
     },
     # For the book's gpu-demo preset: the synthetic images' own 128x64, a narrower CycleGAN (6 blocks,
     # width 32), 2000 steps of 8 pairs. Aimed at about a minute on one GPU; not yet measured.
@@ -121,6 +124,7 @@ def _validate(cfg: TranslateConfig) -> None:
         raise ValueError(f"batch_size and steps must be >= 1 (got {cfg.batch_size}, {cfg.steps})")
     if not 0.0 <= cfg.decay_start <= 1.0:
         raise ValueError(f"decay_start={cfg.decay_start}; expected a fraction in [0, 1]")
+    check_threads(cfg.threads)
 
 
 def _patch_out(n: int, d_layers: int) -> int:
@@ -474,13 +478,21 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     model.train()
     bar = _progress(range(model.step, end), desc="cyclegan", quiet=cfg.quiet, total=end - model.step)
+    # threads="auto" on CPU: the count is chosen from measured step times, as in DJANet's training
+    tuner = ThreadTuner() if cfg.threads == AUTO and dev.type == "cpu" else None
+    set_threads(cfg.threads)
     t0 = time.perf_counter()
     for _ in bar:
         b = cfg.batch_size
         ir_idx = torch.randint(len(ir), (b,), generator=sampler)
         vis_idx = torch.randint(len(vis), (b,), generator=sampler)
         flips = torch.rand(2 * b, generator=sampler) < 0.5
+        if tuner is not None:
+            tuner.before_step()
+            t_step = time.perf_counter()
         losses = model.train_step(ir.batch(ir_idx, flips[:b]).to(dev), vis.batch(vis_idx, flips[b:]).to(dev))
+        if tuner is not None:
+            tuner.after_step(time.perf_counter() - t_step)
         if model.step % cfg.log_every == 0 or model.step == end:
             history.append({"step": model.step, "seconds": time.perf_counter() - t0, **losses})
             if not cfg.quiet and hasattr(bar, "set_postfix"):

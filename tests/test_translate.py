@@ -313,3 +313,25 @@ def test_cli_translate_trains_then_writes_a_copy_the_readers_accept(sysu_root, t
     original, _ = read_train("sysu", sysu_root)
     translated, _ = read_train("sysu", out)
     assert len(translated.infrared) == len(original.infrared)
+
+
+def test_auto_threads_time_every_step_and_bad_threads_are_named(sysu_root, tmp_path, monkeypatch):
+    """threads="auto" (the cpu-demo translator's) hands every training step to a ThreadTuner."""
+    timed = []
+
+    class Spy(C.ThreadTuner):
+        def after_step(self, seconds: float) -> None:
+            timed.append(seconds)
+            super().after_step(seconds)
+
+    monkeypatch.setattr(C, "ThreadTuner", Spy)
+    before = torch.get_num_threads()
+    try:
+        cfg = T.get_translate_config("tiny", threads="auto")
+        ckpt = T.train_translator("sysu", sysu_root, tmp_path / "auto.pt", cfg, device="cpu", seed=0)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.load(ckpt, weights_only=False)["step"] == 4 and len(timed) == 4
+    assert T.get_translate_config("cpu-demo").threads == "auto"
+    with pytest.raises(ValueError, match="threads=0; expected None"):
+        T.get_translate_config("tiny", threads=0)
