@@ -231,11 +231,11 @@ def agw_baseline(cfg: TrainConfig) -> TrainConfig:
     return override(cfg, **AGW_SWITCHES)
 
 
-def check_threads(threads: Any, name: str = "threads") -> None:
+def check_threads(threads: Any) -> None:
     """None (torch's default), "auto" (chosen from measured step times) or an int >= 1."""
     if not (threads is None or threads == "auto"
             or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1)):
-        raise ValueError(f"{name}={threads!r}; expected None (torch's default), 'auto' "
+        raise ValueError(f"threads={threads!r}; expected None (torch's default), 'auto' "
                          "(chosen from measured step times) or an int >= 1")
 
 
