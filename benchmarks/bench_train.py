@@ -39,7 +39,7 @@ from djanet.data import (FourViewDataset, IdentitySampler, batch_size, cached_ar
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
 from djanet.runtime import resolve_device, set_threads
-from djanet.threads import ThreadTuner
+from djanet.threads import ThreadTuner, timed_step
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()   # read before any preset changes it
 
@@ -99,12 +99,8 @@ def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None 
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        if tuner is not None:
-            tuner.before_step()
-        t_step = time.perf_counter()
-        engine.train_step(model, loss_fn, batch, opt, scaler, device)
-        if tuner is not None:
-            tuner.after_step(time.perf_counter() - t_step)
+        with timed_step(tuner):
+            engine.train_step(model, loss_fn, batch, opt, scaler, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps

@@ -29,7 +29,7 @@ from .checkpoint import atomic_torch_save, rng_state, set_rng_state
 from .config import check_threads
 from .console import progress
 from .runtime import resolve_device
-from .threads import AUTO, ThreadTuner, set_threads
+from .threads import set_threads, timed_step, tuner_for
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CHECKPOINT_KIND = "djanet-cyclegan"
@@ -479,7 +479,7 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
     model.train()
     bar = _progress(range(model.step, end), desc="cyclegan", quiet=cfg.quiet, total=end - model.step)
     # threads="auto" on CPU: the count is chosen from measured step times, as in DJANet's training
-    tuner = ThreadTuner() if cfg.threads == AUTO and dev.type == "cpu" else None
+    tuner = tuner_for(cfg.threads, dev)
     set_threads(cfg.threads)
     t0 = time.perf_counter()
     for _ in bar:
@@ -487,12 +487,8 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
         ir_idx = torch.randint(len(ir), (b,), generator=sampler)
         vis_idx = torch.randint(len(vis), (b,), generator=sampler)
         flips = torch.rand(2 * b, generator=sampler) < 0.5
-        if tuner is not None:
-            tuner.before_step()
-            t_step = time.perf_counter()
-        losses = model.train_step(ir.batch(ir_idx, flips[:b]).to(dev), vis.batch(vis_idx, flips[b:]).to(dev))
-        if tuner is not None:
-            tuner.after_step(time.perf_counter() - t_step)
+        with timed_step(tuner):
+            losses = model.train_step(ir.batch(ir_idx, flips[:b]).to(dev), vis.batch(vis_idx, flips[b:]).to(dev))
         if model.step % cfg.log_every == 0 or model.step == end:
             history.append({"step": model.step, "seconds": time.perf_counter() - t0, **losses})
             if not cfg.quiet and hasattr(bar, "set_postfix"):

@@ -134,22 +134,20 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
 
     model, device = _model_for_test(cfg, checkpoint)
     out = Path(out_dir)
+    reranks = {name: RerankConfig() if rerank else None for name, (_, rerank) in TEST_TIME_OPTIONS.items()}
     results: dict[str, dict[str, ProtocolResult]] = {name: {} for name in TEST_TIME_OPTIONS}
     for direction, split, trials in _test_splits(cfg):
         for flip in (False, True):
             feats = split_features(model, split, cfg, device, flip=flip)
             _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
-            for name, (option_flip, rerank) in TEST_TIME_OPTIONS.items():
-                if option_flip != flip:
-                    continue
+            for name in (n for n, (option_flip, _) in TEST_TIME_OPTIONS.items() if option_flip == flip):
                 for feature in features:
                     res = evaluate_split(split, feats[f"query_{feature}"], feats[f"gallery_{feature}"],
-                                         trials=trials, feature_name=feature,
-                                         rerank=RerankConfig() if rerank else None)
-                    res.feature = f"{feature}{variant_suffix(flip, rerank)}"
+                                         trials=trials, feature_name=feature, rerank=reranks[name])
+                    res.feature = f"{feature}{variant_suffix(flip, reranks[name])}"
                     results[name][f"{direction}/{res.feature}"] = res
-    for name, (flip, rerank) in TEST_TIME_OPTIONS.items():
-        _write_metrics(out, checkpoint, cfg, flip, RerankConfig() if rerank else None, results[name])
+    for name, (flip, _) in TEST_TIME_OPTIONS.items():
+        _write_metrics(out, checkpoint, cfg, flip, reranks[name], results[name])
     return results
 
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
 
 import torch
 
@@ -109,6 +112,14 @@ class ThreadTuner:
                 self.interval = self.first_interval
             self._start_probe()
 
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """One timed step: `before_step` on entry, `after_step` with its duration on a normal exit."""
+        self.before_step()
+        start = time.perf_counter()
+        yield
+        self.after_step(time.perf_counter() - start)
+
     def _decide(self) -> None:
         times = {c: min(ts) for c, ts in self.probe.items() if ts}
         best = min(times, key=times.get)
@@ -125,3 +136,13 @@ class ThreadTuner:
         for threads, _ in self.log:
             counts[threads] = counts.get(threads, 0) + 1
         return counts
+
+
+def tuner_for(threads: int | str | None, device: torch.device) -> ThreadTuner | None:
+    """The training loops' tuner: one when `threads` is "auto" on a CPU, else None."""
+    return ThreadTuner() if threads == AUTO and device.type == "cpu" else None
+
+
+def timed_step(tuner: ThreadTuner | None):
+    """`with timed_step(tuner):` around a training step; does nothing without a tuner."""
+    return tuner.step() if tuner is not None else nullcontext()

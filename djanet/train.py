@@ -39,7 +39,7 @@ from .losses import DJANetLoss
 from .model import DJANet
 from .protocols import ProtocolResult, combine
 from .runtime import load_model, resolve_device, set_threads  # noqa: F401  (load_model: kept importable here)
-from .threads import AUTO, ThreadTuner
+from .threads import timed_step, tuner_for
 
 
 class NonFiniteLossError(RuntimeError):
@@ -234,7 +234,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
         print(f"run folder: {shown(out)}  (checkpoints in checkpoints/; model selection on {selection})")
 
     # threads="auto" on CPU: the thread count is chosen from the measured step times (djanet.threads)
-    tuner = ThreadTuner() if cfg.threads == AUTO and device.type == "cpu" else None
+    tuner = tuner_for(cfg.threads, device)
     epoch, step, last_rng = start_epoch, start_step, rng_state()
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
@@ -255,17 +255,13 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
             bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), unit="steps",
                            disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
-                if tuner is not None:
-                    tuner.before_step()
-                    t_step = time.perf_counter()
                 try:
-                    stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device, epoch)
+                    with timed_step(tuner):
+                        stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device, epoch)
                 except NonFiniteLossError as exc:
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {exc}; the run stopped and "
                         f"the last good checkpoint is {ckpt_dir / 'last.pt'}") from None
-                if tuner is not None:
-                    tuner.after_step(time.perf_counter() - t_step)
                 step += 1
                 n += 1
                 last_rng = rng_state()

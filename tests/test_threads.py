@@ -70,8 +70,8 @@ def test_set_threads_auto_uses_every_core():
 
 def test_fit_with_auto_threads_records_the_counts_it_ran(tmp_path, monkeypatch):
     """threads="auto" in a real (tiny) run: the tuner probes and the history says which count ran."""
+    from djanet import threads
     from djanet.train import fit
-    from djanet import train as engine
 
     made = []
 
@@ -80,7 +80,7 @@ def test_fit_with_auto_threads_records_the_counts_it_ran(tmp_path, monkeypatch):
             super().__init__(candidates=(2, 1), probe_steps=1)
             made.append(self)
 
-    monkeypatch.setattr(engine, "ThreadTuner", Recording)
+    monkeypatch.setattr(threads, "ThreadTuner", Recording)   # what fit's tuner_for builds
     cfg = get_config("tiny", threads="auto", device="cpu", cache_dir=str(tmp_path / "cache"),
                      out_dir=str(tmp_path), max_steps_per_epoch=3, eval_every=0)
     history = fit(cfg)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from djanet import cyclegan as C
+from djanet import threads
 from djanet import translate as T
 
 
@@ -319,12 +320,12 @@ def test_auto_threads_time_every_step_and_bad_threads_are_named(sysu_root, tmp_p
     """threads="auto" (the cpu-demo translator's) hands every training step to a ThreadTuner."""
     timed = []
 
-    class Spy(C.ThreadTuner):
+    class Spy(threads.ThreadTuner):
         def after_step(self, seconds: float) -> None:
             timed.append(seconds)
             super().after_step(seconds)
 
-    monkeypatch.setattr(C, "ThreadTuner", Spy)
+    monkeypatch.setattr(threads, "ThreadTuner", Spy)   # what the training loops' tuner_for builds
     before = torch.get_num_threads()
     try:
         cfg = T.get_translate_config("tiny", threads="auto")
