@@ -109,8 +109,9 @@ def test_thermal_infrared_owes_nothing_to_the_dye():
 
 
 def test_near_infrared_partly_follows_the_dye():
-    """SYSU-MM01 / LLCM near-infrared: reflectance partly follows the dye's lightness (a positive
-    correlation with the visible luminance), partly the material (far from a grey copy)."""
+    """SYSU-MM01 / LLCM near-infrared: reflectance follows the dye's lightness for most garments (a
+    positive correlation with the visible luminance), the bare fibre for the rest (far from a grey
+    copy)."""
     for layout, cam in (("sysu", 3), ("llcm", 1)):
         corr = _grey_ir_correlation(layout, cam)
         assert 0.3 < corr < 0.85, (layout, corr)

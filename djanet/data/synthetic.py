@@ -7,10 +7,10 @@ materials.  The visible render shows the colours under camera-specific illuminat
 infrared render follows the camera each real dataset used:
 
 * SYSU-MM01 and LLCM: *near-infrared* cameras with active illumination, which record
-  reflectance.  A garment's near-infrared reflectance is partly set by its dye (lighter dyes
-  reflect more) and partly by its material; skin is bright; the camera's illuminator falls off
-  from the image centre, and gain and noise vary per image.  LLCM's scenes are low-light (dark,
-  noisy visible images).
+  reflectance.  A garment's near-infrared reflectance follows its dye's lightness where the dye
+  absorbs the near infrared too (most dyes), and its bare fibre where the dye is transparent
+  there; skin is bright; the camera's illuminator falls off from the image centre, and gain and
+  noise vary per image.  LLCM's scenes are low-light (dark, noisy visible images).
 * RegDB: a *thermal* camera, which records emitted heat: body heat through each material's
   insulation and emissivity, so grey levels owe nothing to the dye.
 
@@ -46,7 +46,7 @@ from .readers import LLCM_CAMS, SYSU_IR_CAMS, SYSU_VIS_CAMS
 DEFAULT_IDS = {"sysu": 491, "regdb": 192, "llcm": 288}
 REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
 # Part of the cache folder's name, per layout: a changed generator never reuses old data.
-GENERATOR_VERSIONS = {"sysu": 2, "llcm": 2, "regdb": 3}   # regdb 3: paired visible/thermal poses
+GENERATOR_VERSIONS = {"sysu": 3, "llcm": 3, "regdb": 3}   # regdb 3: paired poses; sysu/llcm 3: dyes
 DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
 RAND_PERM_TRIALS = 10
 
@@ -60,7 +60,11 @@ MATERIALS = np.array([[0.95, 0.55, 0.80],   # cotton
                       [0.75, 0.30, 0.30],   # leather
                       [0.62, 0.65, 0.60],   # nylon / synthetic
                       [0.35, 0.15, 0.20]])  # coated / metallic
-DYE_SHARE = 0.55   # how much of a garment's near-infrared reflectance follows its visible lightness
+# Dyes and near-infrared: most dyes that absorb visible light absorb the near infrared too (a dark
+# garment stays dark), but some (many reactive and vat dyes) are transparent there, so the garment
+# shows its fibre's reflectance whatever its colour: the black shirt that looks white at night.
+DYE_SHARE = 0.9          # near-infrared share of an absorbing dye's lightness (the rest: the fibre)
+NIR_CLEAR_DYES = 0.25    # chance that a garment's dye is transparent in the near infrared
 
 
 # ----------------------------------------------------------------------------- identities
@@ -80,6 +84,14 @@ def _lightness(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114])
 
 
+def _nir_reflectance(colour: np.ndarray, fibre: np.ndarray, r: np.random.Generator) -> np.ndarray:
+    """Near-infrared reflectance of dyed garments: the dye's lightness where the dye absorbs the
+    near infrared, the bare fibre where it is transparent there.  Own random stream, so the other
+    attributes of a person do not depend on this model."""
+    absorbing = DYE_SHARE * _lightness(colour) + (1 - DYE_SHARE) * fibre
+    return np.where(r.random(len(fibre)) < NIR_CLEAR_DYES, fibre, absorbing)
+
+
 def make_identity(seed: int, pid: int) -> dict:
     """Draw one person's appearance: geometry, garments, colours, patterns, materials, heat."""
     r = np.random.default_rng([seed, 17, pid])
@@ -93,8 +105,8 @@ def make_identity(seed: int, pid: int) -> dict:
     ptype[[SKIN, HAIR, SHOES]] = 0
     mat = r.integers(0, len(MATERIALS), n)
     fibre = np.clip(MATERIALS[mat, 2] + r.normal(0, 0.08, n), 0.05, 0.95)
-    nir = DYE_SHARE * _lightness(colour) + (1 - DYE_SHARE) * fibre       # near-infrared reflectance
-    pnir = DYE_SHARE * _lightness(pcolour) + (1 - DYE_SHARE) * fibre
+    nir = _nir_reflectance(colour, fibre, np.random.default_rng([seed, 18, pid]))
+    pnir = _nir_reflectance(pcolour, fibre, np.random.default_rng([seed, 19, pid]))
     nir[SKIN] = r.uniform(0.72, 0.9)                                     # skin is bright in NIR
     nir[HAIR] = 0.2 + 0.4 * _lightness(colour[HAIR])
     return dict(
