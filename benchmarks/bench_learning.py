@@ -76,11 +76,11 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per model; ratios of the means to grey pixels."""
+    """Mean ± std (ddof=1) over seeds per model; ratios of the means to grey pixels."""
     cols = [c for c in (*METRICS, "train_acc", *GAP, "r1_within", "r1_cross", "train_s") if c in frame]
     order = list(dict.fromkeys(frame["model"]))
     mean = frame.groupby("model", sort=False)[cols].mean().loc[order]
-    std = frame.groupby("model", sort=False)[cols].std(ddof=0).loc[order]
+    std = frame.groupby("model", sort=False)[cols].std(ddof=1).loc[order]     # as the study's
     n = frame.groupby("model", sort=False)["seed"].count().loc[order]
     out = pd.DataFrame(index=order)
     out["runs"] = n
@@ -102,7 +102,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--data-seed", type=int, default=0, help="draw of the synthetic dataset")
     p.add_argument("--data-root", default=None, help="a real dataset instead of synthetic data")
-    p.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--models", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="networks to train (none: only chance, grey pixels and the untrained network)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench-learning", help="runs and results go here")
