@@ -159,13 +159,30 @@ def _validate(model: DJANet, split, cfg: TrainConfig, device: torch.device) -> d
     return {f"{p}_r1": bn["r1"], f"{p}_mAP": bn["mAP"], f"{p}_mINP": bn["mINP"]}
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, step, history, best) -> dict:
+def data_identity(root: str | os.PathLike) -> str:
+    """What a run trains on, as its checkpoints record it: the data folder's name (for synthetic
+    data it names the layout, size, seed and generator version, so a changed generator shows)."""
+    return Path(root).name
+
+
+def _check_same_data(ckpt: dict, root: Path, path) -> None:
+    """A finished or half-done run of other data is never continued or reused as if it were this one."""
+    saved = ckpt.get("data")        # None: a checkpoint from before runs recorded their data
+    if saved is not None and saved != data_identity(root):
+        raise runs.RunExistsError(
+            f"{shown(path)} was trained on data {saved!r}, but this run reads {data_identity(root)!r} "
+            f"({shown(root)}): the synthetic generator or data_root changed since. Train into another "
+            "run folder (run_name / out_dir), or start this one over (overwrite / --overwrite)")
+
+
+def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, step, history, best,
+                data: str) -> dict:
     inner = model.module if hasattr(model, "module") else model
     return {
         "model": inner.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
         "epoch": epoch, "step": step, "rng": rng_state(), "config": to_dict(cfg),
-        "num_classes": num_classes, "history": history, "best": best,
+        "num_classes": num_classes, "history": history, "best": best, "data": data,
     }
 
 
@@ -214,6 +231,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     if resume is not None:
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt, to_dict(cfg), split.num_classes, resume)
+        _check_same_data(ckpt, root, resume)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -287,7 +305,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                     best = {"epoch": epoch + 1, "r1": score,
                             "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
-                                   epoch + 1, 0, history, best)
+                                   epoch + 1, 0, history, best, data_identity(root))
                 # best.pt first: a kill between the two writes leaves last.pt one epoch behind (both are
                 # complete checkpoints; a re-run continues from the furthest), never best.pt behind the
                 # best epoch that last.pt records.
@@ -300,7 +318,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
         if world.is_main:
             path = ckpt_dir / "interrupted.pt"
             state = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
-                                epoch, step, history, best)
+                                epoch, step, history, best, data_identity(root))
             state["rng"] = last_rng
             atomic_torch_save(state, path)
             print(f"\ninterrupted at epoch {epoch + 1}, step {step}; resume with --resume {path}")
@@ -339,6 +357,7 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     # whichever of last.pt / interrupted.pt / best.pt got furthest (best.pt is written first)
     found = runs.furthest_checkpoint(out)
     if found is not None and _finished(found[1], cfg):
+        _check_same_data(found[1], prepare_data(cfg), found[0])
         history = found[1]["history"]
         if found[0] != last:        # killed between the final best.pt and last.pt
             runs.complete_finished(out, runs.RunPlan("finished", found[0], "", list(history)))

@@ -17,6 +17,7 @@ from djanet.config import get_config
 from djanet.data import FourViewDataset, prepare_data, read_train
 from djanet.losses import DJANetLoss
 from djanet.model import DJANet
+from djanet.runs import RunExistsError
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,26 @@ def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
     with pytest.raises(engine.NonFiniteLossError, match=r"epoch 2, step 1: triplet=nan"):
         engine.fit(cfg)
     assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path):
+    """After the generator changes (or data_root points elsewhere) a finished run is not loaded as if
+    it had been trained on the new data, and a half-done one is not continued on it."""
+    cfg = tiny(cache_dir, tmp_path, epochs=1)
+    engine.fit(cfg)
+    last = engine.run_dir(cfg) / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(last)
+    assert ckpt["data"] == prepare_data(cfg).name and ckpt["data"].startswith("sysu-")
+    assert engine.fit_or_load(cfg).history.shape[0] == 1          # same data: reused as it is
+    for name in ("last.pt", "best.pt"):
+        stale = load_checkpoint(last.parent / name)
+        stale["data"] = "sysu-ids40-s0-64x32-g1"
+        torch.save(stale, last.parent / name)
+    with pytest.raises(RunExistsError, match="trained on data 'sysu-ids40-s0-64x32-g1'.*generator"):
+        engine.fit_or_load(cfg)
+    longer = tiny(cache_dir, tmp_path, epochs=2)
+    with pytest.raises(RunExistsError, match="sysu-ids40-s0-64x32-g1"):
+        engine.fit(longer, resume=last)
 
 
 def test_resume_from_another_architecture_says_what_differs(cache_dir, tmp_path):
