@@ -449,6 +449,10 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
         if state["dataset"] != dataset:
             raise ValueError(f"{checkpoint} was trained on {state['dataset']!r}, not {dataset!r}; "
                              "give another checkpoint path")
+        if Path(state.get("data_root", data_root)).name != Path(data_root).name:
+            raise ValueError(f"{checkpoint} was trained on {state['data_root']}, not {data_root} (the "
+                             "synthetic generator or the data folder changed); delete it or give another "
+                             "checkpoint path")
         cfg = config_from_dict(state["config"])
         seed = state["seed"]
         if state["step"] >= cfg.steps:

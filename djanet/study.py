@@ -101,7 +101,8 @@ def translated_copy(cfg: TrainConfig, steps: int | None = None) -> tuple[Path, d
     ``translated/``); the returned record (preset, steps, seconds) is kept beside the copy, with
     the seconds of the call that made it.
     """
-    from .translate import get_translate_config, read_manifest, train_translator, write_translated_copy
+    from .translate import get_translate_config, read_manifest, reusable_copy, train_translator, \
+        write_translated_copy
 
     tpreset = TRANSLATOR_PRESETS.get(cfg.preset, "paper-like")
     tcfg = get_translate_config(tpreset, **({"steps": int(steps)} if steps is not None else {}))
@@ -109,9 +110,9 @@ def translated_copy(cfg: TrainConfig, steps: int | None = None) -> tuple[Path, d
     base = Path(cfg.out_dir).expanduser()
     checkpoint, copy, record = base / "translator" / f"{name}.pt", base / "translated" / name, \
         base / "translated" / f"{name}.json"
-    if read_manifest(copy) is not None and record.is_file():
-        return copy, json.loads(record.read_text())
     root = prepare_data(override(cfg, **{"data.translated_root": None}))
+    if reusable_copy(copy, root) and record.is_file():
+        return copy, json.loads(record.read_text())
     start = time.perf_counter()
     with redirect_stdout(io.StringIO()):
         train_translator(cfg.data.dataset, root, checkpoint, cfg=tcfg, device=cfg.device, seed=0)

@@ -198,6 +198,19 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
+def reusable_copy(out: str | Path, data_root: str | Path) -> bool:
+    """True when `out` is a complete translated copy of `data_root`'s data; raises when it is a copy
+    of other data (the generator changed or the data folder moved), which must not be reused."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        return False
+    if Path(manifest["source"]).name != Path(data_root).name:
+        raise FileExistsError(f"{out} is a translated copy of {manifest['source']}, not of {data_root} "
+                              "(the synthetic generator or the data folder changed); delete it to "
+                              "translate the current data")
+    return True
+
+
 def read_manifest(out: str | Path) -> dict[str, Any] | None:
     """The manifest of a complete translated copy, or None when `out` is not one."""
     path = Path(out) / MANIFEST

@@ -163,6 +163,21 @@ def test_resume_refuses_other_dataset(tiny_ckpt, sysu_root):
         T.train_translator("regdb", sysu_root, tiny_ckpt, "tiny")
 
 
+def test_translator_and_copy_of_other_data_are_not_reused(tiny_ckpt, sysu_root, tmp_path):
+    """After the generator changes, the data folder's name changes (its version is part of it): the
+    finished translator and its translated copy of the old data are refused, naming both."""
+    other = sysu_root.parent / "sysu-g0"
+    other.symlink_to(sysu_root, target_is_directory=True)
+    with pytest.raises(ValueError, match="sysu-g0"):
+        T.train_translator("sysu", other, tiny_ckpt, "tiny")
+    out = T.write_translated_copy("sysu", sysu_root, tmp_path / "copy", checkpoint=tiny_ckpt,
+                                  device="cpu", quiet=True)
+    assert T.reusable_copy(out, sysu_root) is True
+    assert T.reusable_copy(tmp_path / "none", sysu_root) is False
+    with pytest.raises(FileExistsError, match="not of .*sysu-g0"):
+        T.reusable_copy(out, other)
+
+
 # --------------------------------------------------------------------------- the translated copy
 def test_translated_copy_has_original_layout(sysu_root, tiny_ckpt, tmp_path):
     from djanet.data.readers import list_infrared_images, read_train
