@@ -211,7 +211,7 @@ def test_cli_train_then_test_end_to_end(dataset, cache_dir, tmp_path, capsys):
 def test_ddp_two_cpu_processes_follow_the_single_process_curve(cache_dir, tmp_path):
     """torchrun, gloo, 2 ranks x 4 identities vs 1 process x 8 identities: the same global batch."""
     common = ["--preset", "tiny", "--cache-dir", cache_dir, "--gpu", "cpu", "--out-dir", str(tmp_path),
-              "--epochs", "4", "--max-steps", "3", "--no-eval", "--seed", "1"]
+              "--epochs", "4", "--max-steps", "6", "--no-eval", "--seed", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                     "29533", "-m", "djanet", "train", *common, "--run-name", "ddp", "--batch-size", "4"],

@@ -130,7 +130,7 @@ def _image_info(path: Path) -> tuple:
 
 
 # --------------------------------------------------------------------------- training and resume
-def test_checkpoint_holds_everything(tiny_ckpt):
+def test_checkpoint_holds_everything(tiny_ckpt, sysu_root):
     state = torch.load(tiny_ckpt, weights_only=False)
     assert state["kind"] == C.CHECKPOINT_KIND and state["step"] == 4 and state["dataset"] == "sysu"
     assert set(state["model"]) >= {"g_ir2vis", "g_vis2ir", "d_vis", "d_ir", "opt_g", "opt_d", "pool_vis", "pool_ir"}
@@ -140,7 +140,7 @@ def test_checkpoint_holds_everything(tiny_ckpt):
     assert not list(tiny_ckpt.parent.glob(".*tmp*"))  # atomic write left no temporary file
     # train-or-load: a finished checkpoint is returned untouched
     mtime = tiny_ckpt.stat().st_mtime_ns
-    T.train_translator("sysu", "/nonexistent", tiny_ckpt, "tiny")
+    T.train_translator("sysu", sysu_root, tiny_ckpt, "tiny")
     assert tiny_ckpt.stat().st_mtime_ns == mtime
 
 
