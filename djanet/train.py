@@ -165,7 +165,7 @@ def data_identity(root: str | os.PathLike) -> str:
     return Path(root).name
 
 
-def _check_same_data(ckpt: dict, root: Path, path) -> None:
+def check_same_data(ckpt: dict, root: str | os.PathLike, path) -> None:
     """A finished or half-done run of other data is never continued or reused as if it were this one."""
     saved = ckpt.get("data")        # None: a checkpoint from before runs recorded their data
     if saved is not None and saved != data_identity(root):
@@ -231,7 +231,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     if resume is not None:
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt, to_dict(cfg), split.num_classes, resume)
-        _check_same_data(ckpt, root, resume)
+        check_same_data(ckpt, root, resume)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -357,7 +357,7 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     # whichever of last.pt / interrupted.pt / best.pt got furthest (best.pt is written first)
     found = runs.furthest_checkpoint(out)
     if found is not None and _finished(found[1], cfg):
-        _check_same_data(found[1], prepare_data(cfg), found[0])
+        check_same_data(found[1], prepare_data(cfg), found[0])
         history = found[1]["history"]
         if found[0] != last:        # killed between the final best.pt and last.pt
             runs.complete_finished(out, runs.RunPlan("finished", found[0], "", list(history)))

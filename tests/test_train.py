@@ -157,7 +157,7 @@ def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
     assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["epoch"] == 1
 
 
-def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path):
+def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path, capsys):
     """After the generator changes (or data_root points elsewhere) a finished run is not loaded as if
     it had been trained on the new data, and a half-done one is not continued on it."""
     cfg = tiny(cache_dir, tmp_path, epochs=1)
@@ -175,6 +175,11 @@ def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path
     longer = tiny(cache_dir, tmp_path, epochs=2)
     with pytest.raises(RunExistsError, match="sysu-ids40-s0-64x32-g1"):
         engine.fit(longer, resume=last)
+    capsys.readouterr()
+    assert cli_main(["train", "--preset", "tiny", "--cache-dir", cache_dir, "--out-dir", str(tmp_path),
+                     "--gpu", "cpu", "--epochs", "1", "--no-eval"]) != 0                 # the CLI too
+    printed = capsys.readouterr()
+    assert "trained on data 'sysu-ids40-s0-64x32-g1'" in printed.err and "is finished" not in printed.out
 
 
 def test_resume_from_another_architecture_says_what_differs(cache_dir, tmp_path):
