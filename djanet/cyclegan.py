@@ -28,6 +28,7 @@ from PIL import Image
 from .checkpoint import atomic_torch_save, rng_state, set_rng_state
 from .config import check_threads
 from .console import progress
+from .data.prepare import data_identity
 from .runtime import resolve_device
 from .threads import set_threads, timed_step, tuner_for
 
@@ -449,7 +450,7 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
         if state["dataset"] != dataset:
             raise ValueError(f"{checkpoint} was trained on {state['dataset']!r}, not {dataset!r}; "
                              "give another checkpoint path")
-        if Path(state.get("data_root", data_root)).name != Path(data_root).name:
+        if data_identity(state.get("data_root", data_root)) != data_identity(data_root):
             raise ValueError(f"{checkpoint} was trained on {state['data_root']}, not {data_root} (the "
                              "synthetic generator or the data folder changed); delete it or give another "
                              "checkpoint path")

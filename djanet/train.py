@@ -33,7 +33,8 @@ from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, override, to_dict
 from .console import progress, shown
-from .data import IdentitySampler, TrainSplit, batch_size, four_view_loader, prepare_data, read_train
+from .data import (IdentitySampler, TrainSplit, batch_size, data_identity, four_view_loader, prepare_data,
+                   read_train)
 from .evaluate import evaluate, evaluate_split_features, extract_features  # noqa: F401
 from .losses import DJANetLoss
 from .model import DJANet
@@ -159,12 +160,6 @@ def _validate(model: DJANet, split, cfg: TrainConfig, device: torch.device) -> d
     return {f"{p}_r1": bn["r1"], f"{p}_mAP": bn["mAP"], f"{p}_mINP": bn["mINP"]}
 
 
-def data_identity(root: str | os.PathLike) -> str:
-    """What a run trains on, as its checkpoints record it: the data folder's name (for synthetic
-    data it names the layout, size, seed and generator version, so a changed generator shows)."""
-    return Path(root).name
-
-
 def check_same_data(ckpt: dict, root: str | os.PathLike, path) -> None:
     """A finished or half-done run of other data is never continued or reused as if it were this one."""
     saved = ckpt.get("data")        # None: a checkpoint from before runs recorded their data
@@ -212,6 +207,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
         atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
     root = prepare_data(cfg)
+    data = data_identity(root)          # recorded in every checkpoint, checked on resume
     holdout = cfg.select_on == "val"
     split, val_split = read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=holdout,
                                   val_fraction=cfg.data.val_fraction, seed=cfg.seed,
@@ -305,7 +301,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                     best = {"epoch": epoch + 1, "r1": score,
                             "selected_on": "val" if cfg.select_on == "val" else "test (peeking)"}
                 ckpt = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
-                                   epoch + 1, 0, history, best, data_identity(root))
+                                   epoch + 1, 0, history, best, data)
                 # best.pt first: a kill between the two writes leaves last.pt one epoch behind (both are
                 # complete checkpoints; a re-run continues from the furthest), never best.pt behind the
                 # best epoch that last.pt records.
@@ -318,7 +314,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
         if world.is_main:
             path = ckpt_dir / "interrupted.pt"
             state = _checkpoint(model, optimizer, scheduler, scaler, cfg, split.num_classes,
-                                epoch, step, history, best, data_identity(root))
+                                epoch, step, history, best, data)
             state["rng"] = last_rng
             atomic_torch_save(state, path)
             print(f"\ninterrupted at epoch {epoch + 1}, step {step}; resume with --resume {path}")

@@ -22,6 +22,7 @@ from .checkpoint import atomic_write_text
 from .cyclegan import (IMG_EXTS, CycleGAN, Discriminator, Generator, ImagePool,  # noqa: F401
                        TranslateConfig, _load_rgb, _progress, get_translate_config, load_translator,
                        train_translator, translate_images)
+from .data.prepare import data_identity
 
 MANIFEST = "translation.json"
 
@@ -204,7 +205,7 @@ def reusable_copy(out: str | Path, data_root: str | Path) -> bool:
     manifest = read_manifest(out)
     if manifest is None:
         return False
-    if Path(manifest["source"]).name != Path(data_root).name:
+    if data_identity(manifest["source"]) != data_identity(data_root):
         raise FileExistsError(f"{out} is a translated copy of {manifest['source']}, not of {data_root} "
                               "(the synthetic generator or the data folder changed); delete it to "
                               "translate the current data")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .cache import build_cache, cached_arrays, load_cache, read_arrays
 from .dataset import FourViewDataset, ImageDataset, batch_size, four_view_loader, make_train_loader
-from .prepare import prepare_data
+from .prepare import data_identity, prepare_data
 from .readers import (DATASETS, EvalSplit, ImageList, TrainSplit, list_infrared_images,
                       load_image, read_rand_perm, read_test, read_train)
 from .sampler import IdentitySampler
@@ -11,7 +11,7 @@ from .transforms import (AdaptiveGray, ChannelExchange, ChannelRandomErasing, Ra
                          denormalise, test_transform, train_views)
 
 __all__ = [
-    "DATASETS", "EvalSplit", "ImageList", "TrainSplit", "read_train", "read_test", "prepare_data",
+    "DATASETS", "EvalSplit", "ImageList", "TrainSplit", "read_train", "read_test", "prepare_data", "data_identity",
     "list_infrared_images", "read_rand_perm", "load_image",
     "generate", "ensure_synthetic", "pixel_matching_rank1",
     "build_cache", "load_cache", "cached_arrays", "read_arrays",

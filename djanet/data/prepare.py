@@ -1,6 +1,7 @@
 """Which dataset folder a run reads: a translated copy, the user's data_root, or synthetic data."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from ..config import TrainConfig
 
@@ -10,6 +11,13 @@ def _existing(option: str, folder: str, expected: str) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"{option}={root} does not exist{expected}")
     return root
+
+
+def data_identity(root: str | os.PathLike) -> str:
+    """What a run, a translator or a translated copy was made from, as they record it: the data
+    folder's name (for synthetic data it names the layout, size, seed and generator version, so a
+    changed generator shows)."""
+    return Path(root).name
 
 
 def prepare_data(cfg: TrainConfig) -> Path:
