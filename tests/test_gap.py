@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import cross_modal_share, gap_table, modality_gap, pair_distances, split_gap
+from djanet.gap import centre_by_modality, cross_modal_share, gap_table, modality_gap, pair_distances, split_gap
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -97,6 +97,26 @@ def test_cross_modal_share_of_aligned_and_shifted_features():
     assert aligned > 0.8 and shifted < 0.3
     with pytest.raises(ValueError, match="both modalities"):
         cross_modal_share(x[:6], pids[:6], cams[:6], ["visible"] * 6)
+
+
+def test_centring_removes_an_offset_gap_but_not_a_scrambled_one():
+    x, pids, mods = _features(30.0)
+    cams = np.where(mods == "visible", np.tile(np.arange(6) % 2 + 1, 40), 3)
+    centred = centre_by_modality(x, mods)
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0)
+    raw_centred = centre_by_modality(x, mods, normalise=False)
+    for m in ("visible", "infrared"):
+        assert np.allclose(raw_centred[mods == m].mean(0), 0)
+    assert modality_gap(x, pids, mods)["modality_acc"] > 0.95
+    assert modality_gap(centred, pids, mods)["modality_acc"] < 0.7      # the offset was all of it
+    assert cross_modal_share(centred, pids, cams, mods)["cross_share"] > 0.8
+    # infrared identities scrambled: no offset to remove, and centring cannot bring them back
+    scrambled = x.copy()
+    ir = mods == "infrared"
+    scrambled[ir] = x[ir][np.random.default_rng(1).permutation(int(ir.sum()))] - 30.0 * np.eye(16)[0]
+    assert cross_modal_share(centre_by_modality(scrambled, mods), pids, cams, mods)["cross_share"] < 0.3
+    with pytest.raises(ValueError, match="expected \\(N, D\\)"):
+        centre_by_modality(np.zeros(4), ["visible"] * 4)
 
 
 def test_cross_modal_share_with_one_visible_camera_leaves_the_query_out():

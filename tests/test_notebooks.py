@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,9 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
         assert (run / f).is_file(), f"missing {run / f}"
     gap = out / "gap" / "sysu"
     assert (gap / "gap_table.csv").is_file() and (gap / "retrieval_table.csv").is_file()
+    centred = pd.read_csv(gap / "share_centred.csv", index_col=0)   # the offset analysis, every feature set
+    assert list(centred.index) == ["grey pixels", "untrained", "DJANet", "DJANet + translation"]
+    assert centred[["r1_within", "r1_cross"]].stack().between(0, 1).all()
     # untrained, DJANet, DJANet on the translated copy of notebook 02 (AGW: with_agw=True only)
     assert sorted(p.name for p in gap.glob("umap_*.npy")) == ["umap_DJANet.npy", "umap_DJANet_+_translation.npy",
                                                               "umap_untrained.npy"]
