@@ -16,10 +16,15 @@ Three complementary measures on a set of features with identity and modality lab
 And one retrieval measure that `pos_ratio` cannot mislead (`pos_ratio` also grows when
 same-modality distances shrink faster than cross-modality ones):
 
-* ``cross_share``: infrared->visible rank-1 divided by visible->visible rank-1 across cameras,
-  on the same identities and the same visible gallery (`cross_modal_share`). 1.0 means that
-  whatever a feature can match within the visible modality it also matches from infrared; near 0
-  means matching does not survive the change of modality.
+* ``cross_share``: how much of within-modality matching survives across modalities, above
+  chance: infrared->visible rank-1 divided by visible->visible rank-1 across cameras, on the same
+  identities and the same visible gallery (`cross_modal_share`), each rank-1 first rescaled so
+  that a random ranking scores 0 and a perfect one 1 (as Cohen's kappa rescales agreement).
+  1.0 means that whatever a feature can match within the visible modality it also matches from
+  infrared; 0 means infrared matching is no better than a random ranking.  The chance levels
+  matter: the plain ratio of the two rank-1s gives random features about 1.0, a ratio of two
+  chance levels.  Undefined (nan) when visible->visible matching is itself indistinguishable from
+  chance, since then nothing is there to survive.
 
 `centre_by_modality` removes each modality's mean from its features: what the numbers lose then
 was one offset between the modalities (a shift a test-time centring could undo); what they keep
@@ -158,21 +163,28 @@ def modality_gap(features: np.ndarray, pids: Sequence[int] | np.ndarray,
     }
 
 
-def _nearest_rank1(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarray | None = None) -> float:
+def _nearest_rank1(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarray | None = None
+                   ) -> tuple[float, float]:
+    """Rank-1 of each query's nearest gallery image, and what a random ranking would score."""
     d = _dist(q, g)
-    if exclude is not None:
-        d[exclude] = np.inf
-    return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids))
+    allowed = np.ones(d.shape, dtype=bool) if exclude is None else ~exclude
+    d[~allowed] = np.inf
+    same = (q_ids[:, None] == g_ids[None, :]) & allowed
+    chance = float(np.mean(same.sum(1) / np.maximum(allowed.sum(1), 1)))
+    return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids)), chance
 
 
 def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, float]:
-    """How much of within-modality matching survives across modalities.
+    """How much of within-modality matching survives across modalities, above chance.
 
     Gallery: every visible image.  ``r1_within``: each visible image queried against the visible
     images of *other* cameras (with a single visible camera, as RegDB: against every other visible
-    image); ``r1_cross``: each infrared image queried against all visible
-    images; ``cross_share`` = r1_cross / r1_within (identities with no visible image in another
-    camera still count as queries: they are a miss for both).
+    image); ``r1_cross``: each infrared image queried against all visible images; ``chance_within``
+    and ``chance_cross``: the rank-1 a random ranking scores on the same queries (the share of
+    each query's candidates that are its identity); ``cross_share`` = k(r1_cross) / k(r1_within)
+    with k(r) = (r - chance) / (1 - chance), nan when r1_within is within two binomial standard
+    errors of its chance level (identities with no visible image in another camera still count as queries: they
+    are a miss for both).
     """
     x = np.asarray(features, dtype=np.float64)
     p, c = np.asarray(pids), np.asarray(cams)
@@ -184,10 +196,16 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
         exclude = c[vis][:, None] == c[vis][None, :]
     else:   # one visible camera (RegDB): leave the query itself out instead
         exclude = np.eye(int(vis.sum()), dtype=bool)
-    within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
-    cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
-    return {"r1_within": within, "r1_cross": cross,
-            "cross_share": cross / within if within > 0 else float("nan")}
+    within, chance_within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
+    cross, chance_cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
+    noise = 2.0 * np.sqrt(chance_within * (1.0 - chance_within) / int(vis.sum()))
+    def above_chance(r1: float, chance: float) -> float:
+        return (r1 - chance) / (1.0 - chance) if chance < 1.0 else float("nan")
+
+    share = (above_chance(cross, chance_cross) / above_chance(within, chance_within)
+             if within - chance_within > noise else float("nan"))
+    return {"r1_within": within, "r1_cross": cross, "chance_within": chance_within,
+            "chance_cross": chance_cross, "cross_share": share}
 
 
 def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
@@ -197,7 +215,7 @@ def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
     `features`: ``query_<feature>`` and ``gallery_<feature>`` arrays (what
     `djanet.evaluate.split_features` returns and `features_<direction>.npz` holds); `split`: the
     `EvalSplit` they come from (identities, cameras, modalities).  Returns ``cross_share``,
-    ``r1_within``, ``r1_cross``, ``modality_acc``, ``centroid_ratio`` and ``pos_ratio``.
+    ``r1_within``, ``r1_cross``, their chance levels, ``modality_acc``, ``centroid_ratio`` and ``pos_ratio``.
     """
     x = np.vstack([features[f"query_{feature}"], features[f"gallery_{feature}"]])
     pids = np.concatenate([split.query.pids, split.gallery.pids])

@@ -47,6 +47,9 @@ RETRIEVAL = ("R1", "R10", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc")
 METRICS = (*RETRIEVAL, *GAP, "train_s")
 RANKED = (*RETRIEVAL, "cross_share")   # higher is better; the other numbers are only higher or lower
+# Raised whenever a number of the row is defined anew (2: cross_share above chance), so that rows
+# saved beside the runs are measured again from their checkpoints instead of mixing definitions.
+MEASURES = 2
 # The translator preset that goes with a training preset (as notebook 2 chooses it).
 TRANSLATOR_PRESETS = {"tiny": "tiny", "cpu-demo": "cpu-demo"}
 
@@ -138,12 +141,13 @@ def _stamp(folder: Path) -> dict[str, list[int]]:
 
 
 def _cached_row(cfg: TrainConfig, folder: Path) -> dict[str, Any] | None:
-    """The row measured earlier, if the checkpoints and every option that shapes the numbers agree."""
+    """The row measured earlier, if its measures, the checkpoints and every option that shapes it agree."""
     path = folder / ROW_JSON
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    same = (saved.get("stamp") == _stamp(folder) and not runs.config_changes(saved["config"], cfg)
+    same = (saved.get("measures", 1) == MEASURES and saved.get("stamp") == _stamp(folder)
+            and not runs.config_changes(saved["config"], cfg)
             and saved["config"]["optim"]["epochs"] == cfg.optim.epochs
             and saved["config"]["eval_trials"] == cfg.eval_trials)
     return saved["row"] if same else None
@@ -211,7 +215,8 @@ def run_one(cfg: TrainConfig, variant: str) -> dict[str, Any]:
     row.update(measure_s=time.perf_counter() - start, run=folder.name, version=__version__,
                commit=git["commit"] and git["commit"] + ("-dirty" if git["dirty"] else ""))
     atomic_write_text(folder / "study.log", log.getvalue())
-    atomic_write_text(folder / ROW_JSON, json.dumps({"row": row, "stamp": _stamp(folder), "config": to_dict(cfg)},
+    atomic_write_text(folder / ROW_JSON, json.dumps({"row": row, "measures": MEASURES, "stamp": _stamp(folder),
+                                                    "config": to_dict(cfg)},
                                                     indent=1))
     return row
 

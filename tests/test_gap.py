@@ -75,18 +75,34 @@ def test_pair_distances_labels_and_counts():
 
 
 def test_cross_modal_share_by_hand():
-    """Two ids, two visible cameras each and one infrared image; features placed by hand."""
-    x = np.array([[0.0], [0.1], [10.0], [10.1],   # visible: id 0 cams 1, 2; id 1 cams 1, 2
-                  [0.2], [0.3]])                   # infrared: both near id 0
-    pids = np.array([0, 0, 1, 1, 0, 1])
-    cams = np.array([1, 2, 1, 2, 3, 3])
-    mods = ["visible"] * 4 + ["infrared"] * 2
+    """Four ids, two visible cameras and one infrared image each; features placed by hand."""
+    x = np.array([[0.0], [0.1], [10.0], [10.1], [20.0], [20.1], [30.0], [30.1],  # visible, cams 1, 2
+                  [0.2], [10.2], [0.3], [10.3]])    # infrared: ids 0, 1 right; ids 2, 3 land on 0, 1
+    pids = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3])
+    cams = np.array([1, 2] * 4 + [3] * 4)
+    mods = ["visible"] * 8 + ["infrared"] * 4
     s = cross_modal_share(x, pids, cams, mods)
     assert s["r1_within"] == 1.0          # each visible image finds its id in the other camera
-    assert s["r1_cross"] == 0.5           # the id-1 infrared image lands on id 0
-    assert s["cross_share"] == 0.5
-    x[5] = 10.05                          # move it to id 1: matching survives the modality change
+    assert s["chance_within"] == 0.25     # one of the other camera's four images is the query's id
+    assert s["r1_cross"] == 0.5 and s["chance_cross"] == 0.25    # two of the eight visible images
+    assert s["cross_share"] == pytest.approx((0.5 - 0.25) / (1.0 - 0.25))
+    x[10], x[11] = 20.05, 30.05           # every infrared image on its id: matching survives untouched
     assert cross_modal_share(x, pids, cams, mods)["cross_share"] == 1.0
+
+
+def test_cross_modal_share_of_random_features_is_chance_not_survival():
+    """The plain ratio of two chance-level rank-1s is about 1; above chance there is nothing."""
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(60), 6)
+    mods = np.tile(["visible"] * 4 + ["infrared"] * 2, 60)
+    cams = np.tile([1, 2, 1, 2, 3, 3], 60)
+    x = rng.normal(size=(len(pids), 32))
+    s = cross_modal_share(x, pids, cams, mods)
+    assert abs(s["r1_within"] - s["chance_within"]) < 0.05 and s["chance_within"] == pytest.approx(1 / 60)
+    assert np.isnan(s["cross_share"])     # nothing within the visible modality to survive
+    ids = np.eye(60)[pids] * 10.0         # identity in the visible images only; infrared stays random
+    s = cross_modal_share(np.hstack([x, ids * (mods == "visible")[:, None]]), pids, cams, mods)
+    assert s["r1_within"] > 0.9 and abs(s["cross_share"]) < 0.1
 
 
 def test_cross_modal_share_of_aligned_and_shifted_features():
@@ -125,6 +141,7 @@ def test_cross_modal_share_with_one_visible_camera_leaves_the_query_out():
     cams = np.array([1, 1, 1, 1, 2, 2])           # RegDB: one visible, one thermal camera
     s = cross_modal_share(x, pids, cams, ["visible"] * 4 + ["infrared"] * 2)
     assert s["r1_within"] == 1.0 and s["r1_cross"] == 1.0 and s["cross_share"] == 1.0
+    assert s["chance_within"] == 1 / 3 and s["chance_cross"] == 0.5
 
 
 def test_split_gap_joins_query_and_gallery_of_a_test_split():
@@ -147,4 +164,5 @@ def test_split_gap_joins_query_and_gallery_of_a_test_split():
     expect = {k: modality_gap(xs, ps, ms)[k] for k in ("modality_acc", "centroid_ratio", "pos_ratio")}
     expect.update(cross_modal_share(xs, ps, cs, ms))
     assert got == pytest.approx(expect)
-    assert set(got) == {"modality_acc", "centroid_ratio", "pos_ratio", "r1_within", "r1_cross", "cross_share"}
+    assert set(got) == {"modality_acc", "centroid_ratio", "pos_ratio", "r1_within", "r1_cross", "cross_share",
+                         "chance_within", "chance_cross"}

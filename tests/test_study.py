@@ -181,6 +181,13 @@ def test_a_second_call_loads_every_run_instead_of_training_it(tiny_study):
     again, _ = study.run_study(cfg, variants=["agw", "djanet"], seeds=[0, 1], out=tmp / "results")
     assert _checkpoints(tmp / "runs") == before                # nothing trained, nothing rewritten
     pd.testing.assert_frame_equal(again, frame)                 # same rows, train seconds included
+    # a row saved under an older definition of the numbers is measured again (not retrained)
+    saved = tmp / "runs" / "agw-seed0" / study.ROW_JSON
+    old = json.loads(saved.read_text())
+    saved.write_text(json.dumps({**old, "measures": study.MEASURES - 1, "row": {**old["row"], "R1": -1.0}}))
+    again, _ = study.run_study(cfg, variants=["agw", "djanet"], seeds=[0, 1], out=tmp / "results")
+    assert _checkpoints(tmp / "runs") == before
+    assert again["R1"].tolist() == frame["R1"].tolist() and json.loads(saved.read_text())["measures"] == study.MEASURES
     # a run folder of another configuration is refused, not silently reused
     other = get_config("tiny", device="cpu", out_dir=cfg.out_dir, **{"data.cache_dir": cfg.data.cache_dir,
                                                                      "loss.margin": 0.5})
