@@ -183,8 +183,8 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     and ``chance_cross``: the rank-1 a random ranking scores on the same queries (the share of
     each query's candidates that are its identity); ``cross_share`` = k(r1_cross) / k(r1_within)
     with k(r) = (r - chance) / (1 - chance), nan when r1_within is within two binomial standard
-    errors of its chance level (identities with no visible image in another camera still count as queries: they
-    are a miss for both).
+    errors of its chance level (identities with no visible image in another camera still count as
+    queries: they are a miss for both).
     """
     x = np.asarray(features, dtype=np.float64)
     p, c = np.asarray(pids), np.asarray(cams)
@@ -199,6 +199,7 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     within, chance_within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
     cross, chance_cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
     noise = 2.0 * np.sqrt(chance_within * (1.0 - chance_within) / int(vis.sum()))
+
     def above_chance(r1: float, chance: float) -> float:
         return (r1 - chance) / (1.0 - chance) if chance < 1.0 else float("nan")
 
@@ -215,7 +216,8 @@ def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
     `features`: ``query_<feature>`` and ``gallery_<feature>`` arrays (what
     `djanet.evaluate.split_features` returns and `features_<direction>.npz` holds); `split`: the
     `EvalSplit` they come from (identities, cameras, modalities).  Returns ``cross_share``,
-    ``r1_within``, ``r1_cross``, their chance levels, ``modality_acc``, ``centroid_ratio`` and ``pos_ratio``.
+    ``r1_within``, ``r1_cross``, their chance levels, ``modality_acc``, ``centroid_ratio`` and
+    ``pos_ratio``.
     """
     x = np.vstack([features[f"query_{feature}"], features[f"gallery_{feature}"]])
     pids = np.concatenate([split.query.pids, split.gallery.pids])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import centre_by_modality, cross_modal_share, gap_table, modality_gap, pair_distances, split_gap
+from djanet.gap import (centre_by_modality, cross_modal_share, gap_table, modality_gap, pair_distances,
+                        split_gap)
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
