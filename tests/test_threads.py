@@ -1,9 +1,12 @@
 """The thread tuner follows measured step times (fed here, so the test does not time anything)."""
+import os
+
 import pytest
 import torch
 
+from djanet import threads
 from djanet.config import get_config
-from djanet.threads import ThreadTuner, available_cores, set_threads
+from djanet.threads import ThreadTuner, cpu_times, free_cores, set_threads
 
 
 @pytest.fixture(autouse=True)
@@ -59,13 +62,36 @@ def test_bad_candidates_and_config_values_are_named():
     assert get_config("tiny", threads="auto").threads == "auto"
 
 
-def test_set_threads_auto_uses_every_core():
+def test_set_threads_auto_takes_the_cores_free_now(monkeypatch):
     set_threads(1)
     assert torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
     set_threads("auto")
-    assert torch.get_num_threads() == available_cores()
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)     # a neighbour started
+    set_threads("auto")
+    assert torch.get_num_threads() == 1
     set_threads(None)   # leaves it
-    assert torch.get_num_threads() == available_cores()
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs an affinity mask (Linux)")
+def test_free_cores_counts_the_ticks_other_processes_kept_busy(monkeypatch):
+    cpus = sorted(os.sched_getaffinity(0))
+    monkeypatch.setattr(threads, "available_cores", lambda: len(cpus))
+
+    def reads(busy_cpus: int):
+        snapshots = iter([{c: (0, 0) for c in cpus},
+                          {c: (100 if i < busy_cpus else 3, 100) for i, c in enumerate(cpus)}])
+        return lambda: next(snapshots)
+
+    assert free_cores(0.02, read=reads(0)) == len(cpus)
+    assert free_cores(0.02, read=reads(1)) == max(1, len(cpus) - 1)
+    assert free_cores(0.02, read=reads(len(cpus))) == 1             # never fewer than one
+    assert free_cores(0.02, read=lambda: None) == len(cpus)         # no /proc/stat: every core
+    ticks = cpu_times()
+    if ticks is not None:                                           # the real file parses
+        assert set(cpus) <= set(ticks) and all(0 <= b <= t for b, t in ticks.values())
 
 
 def test_fit_with_auto_threads_records_the_counts_it_ran(tmp_path, monkeypatch):
