@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import TrainConfig, get_config
 from .console import shown
-from .runtime import resolve_device
+from .runtime import resolve_device, set_threads
 
 __all__ = ["setup", "shown"]
 
@@ -39,6 +39,9 @@ def setup(dataset: str = "sysu", preset: str = "cpu-demo", data_root: str | os.P
     cfg = get_config(preset, **overrides)  # raises on an unknown preset, dataset or value
     out.mkdir(parents=True, exist_ok=True)
     _ready_notebook()
+    # the preset's thread policy for everything the notebook runs outside training ("auto": the
+    # cores free now; feature extraction on two threads beside a busy process crawls)
+    set_threads(cfg.threads)
     print(f"dataset {dataset}, preset {preset}, {cfg.optim.epochs} training epochs on "
           f"{resolve_device(device)}, files under {shown(out)}")
     return cfg, out

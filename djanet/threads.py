@@ -7,11 +7,19 @@ is right for both, and a neighbour can start or stop in the middle of a run, so 
 times the training steps under each candidate count, keeps the faster one and probes the others
 again now and then: sooner when the current choice slows down, less often while they keep losing.
 
+Beside a busy neighbour a losing count can cost far more than it saves: in notebook 2 one
+two-thread step of the translator took ~15 s against 0.18 s on one thread. So a probe stops
+running a count that is more than twice as slow as the best known, the tuner starts at the
+cores `free_cores` finds idle, and probes are spaced so that what the losing counts cost stays
+within a tenth of the time between probes. Outside training (evaluation, feature extraction),
+"auto" is simply the cores free at that moment.
+
 Changing the thread count changes the order of floating-point reductions, so an "auto" run is not
 bit-for-bit repeatable on CPU; set `threads=1` where that matters (the tests do).
 """
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -96,15 +104,21 @@ class ThreadTuner:
     """
 
     def __init__(self, candidates: tuple[int, ...] | None = None, probe_steps: int = 2,
-                 first_interval: int = 20, max_interval: int = 80, slowdown: float = 1.5):
+                 first_interval: int = 20, max_interval: int = 80, slowdown: float = 1.5,
+                 first: int | None = None, probe_share: float = 0.1, abandon: float = 2.0):
         cores = available_cores()
         cands = candidates if candidates is not None else (cores, 1)
+        if first is not None:       # the count to start with (the others are probed after it)
+            cands = (first, *cands)
         self.candidates = tuple(dict.fromkeys(int(c) for c in cands))
         if not self.candidates or min(self.candidates) < 1:
             raise ValueError(f"ThreadTuner candidates={cands!r}; expected thread counts >= 1")
         self.probe_steps, self.first_interval = probe_steps, first_interval
         self.max_interval, self.slowdown = max_interval, slowdown
+        self.probe_share, self.abandon = probe_share, abandon
         self.interval = first_interval
+        self.probe_cost = 0.0                       # seconds the last probe's losing counts cost
+        self.spacing = 0                            # steps that keep probes within probe_share
         self.choice = self.candidates[0]
         self.reference: float | None = None        # the winner's time in the last probe
         self.recent: list[float] = []               # the winner's steps since then
@@ -146,14 +160,23 @@ class ThreadTuner:
         if self.queue:
             self.queue.pop(0)
             self.probe[threads].append(seconds)
+            # a count far slower than the best known is not run again in this probe: beside a busy
+            # neighbour one step of the wrong count can cost a hundred of the right one's
+            others = [min(ts) for c, ts in self.probe.items() if c != threads and ts]
+            best = min(others) if others else self.reference
+            if best is not None and seconds > self.abandon * best:
+                self.queue = [c for c in self.queue if c != threads]
             if not self.queue:
                 self._decide()
             return
         self.recent.append(seconds)
         self.since_probe += 1
+        # re-probe when the current count has lost more time than a probe costs (a neighbour
+        # started), or after the interval, never more often than `spacing` allows
         slowed = (len(self.recent) >= 3 and self.reference is not None
-                  and statistics.median(self.recent[-3:]) > self.slowdown * self.reference)
-        if slowed or self.since_probe >= self.interval:
+                  and statistics.median(self.recent[-3:]) > self.slowdown * self.reference
+                  and sum(t - self.reference for t in self.recent) > self.probe_cost)
+        if slowed or self.since_probe >= max(self.interval, self.spacing):
             if slowed:
                 self.interval = self.first_interval
             self._start_probe()
@@ -175,6 +198,8 @@ class ThreadTuner:
             self.interval = self.first_interval
         self.choice, self.reference = best, times[best]
         self.recent, self.since_probe = [], 0
+        self.probe_cost = sum(sum(t - times[best] for t in ts) for c, ts in self.probe.items() if c != best)
+        self.spacing = math.ceil(self.probe_cost / (self.probe_share * times[best])) if times[best] > 0 else 0
 
     def summary(self) -> dict[int, int]:
         """Measured steps per thread count."""
@@ -185,8 +210,9 @@ class ThreadTuner:
 
 
 def tuner_for(threads: int | str | None, device: torch.device) -> ThreadTuner | None:
-    """The training loops' tuner: one when `threads` is "auto" on a CPU, else None."""
-    return ThreadTuner() if threads == AUTO and device.type == "cpu" else None
+    """The training loops' tuner: one when `threads` is "auto" on a CPU (starting at the cores
+    free now, `free_cores`), else None."""
+    return ThreadTuner(first=free_cores()) if threads == AUTO and device.type == "cpu" else None
 
 
 def timed_step(tuner: ThreadTuner | None):
