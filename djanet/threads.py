@@ -24,6 +24,7 @@ import os
 import statistics
 import time
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -42,7 +43,7 @@ def available_cores() -> int:
 def cpu_times(stat: str = "/proc/stat") -> dict[int, tuple[int, int]] | None:
     """Busy and total clock ticks of each CPU since boot (Linux); None where there is no such file."""
     try:
-        lines = open(stat).read().splitlines()
+        lines = Path(stat).read_text().splitlines()
     except OSError:
         return None
     out = {}
@@ -100,7 +101,11 @@ class ThreadTuner:
     with the step's duration. Each probe runs `probe_steps` steps per candidate (the first step of
     a run, which builds kernels, is not measured); between probes the winner runs for `interval`
     steps, doubling up to `max_interval` each time the winner is confirmed, and a probe starts at
-    once when the winner's recent median exceeds `slowdown` x its time in the last probe.
+    once when the winner's recent median exceeds `slowdown` x its time in the last probe and the
+    time it lost since exceeds what the last probe's losing counts cost.  `first` is the count to
+    start with; a count whose probe step takes over `abandon` x the best known is dropped from that
+    probe; and probes are never closer than the steps that keep the losing counts' cost within
+    `probe_share` of the time between probes.
     """
 
     def __init__(self, candidates: tuple[int, ...] | None = None, probe_steps: int = 2,
@@ -198,8 +203,9 @@ class ThreadTuner:
             self.interval = self.first_interval
         self.choice, self.reference = best, times[best]
         self.recent, self.since_probe = [], 0
-        self.probe_cost = sum(sum(t - times[best] for t in ts) for c, ts in self.probe.items() if c != best)
-        self.spacing = math.ceil(self.probe_cost / (self.probe_share * times[best])) if times[best] > 0 else 0
+        self.probe_cost = sum(t - times[best] for c, ts in self.probe.items() if c != best for t in ts)
+        self.spacing = (math.ceil(self.probe_cost / (self.probe_share * times[best]))
+                        if times[best] > 0 else 0)
 
     def summary(self) -> dict[int, int]:
         """Measured steps per thread count."""
