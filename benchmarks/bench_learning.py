@@ -14,8 +14,8 @@ features, mean over the gallery trials of each run):
 with mean ± std over the training seeds, the ratios to grey pixels, the training ID accuracy of
 the last epoch, the seconds of training, and the modality-gap numbers of the test features
 (`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras,
-each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid ratio.  `--data-seed` draws
-another synthetic dataset, so a recipe can be checked away from the default test set.
+each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
+ratio.  `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default test set.
 """
 from __future__ import annotations
 

@@ -484,8 +484,8 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
     model.train()
     bar = _progress(range(model.step, end), desc="cyclegan", quiet=cfg.quiet, total=end - model.step)
     # threads="auto" on CPU: the count is chosen from measured step times, as in DJANet's training
-    tuner = tuner_for(cfg.threads, dev)
     set_threads(cfg.threads)
+    tuner = tuner_for(cfg.threads, dev)
     t0 = time.perf_counter()
     for _ in bar:
         b = cfg.batch_size

@@ -123,7 +123,6 @@ class ThreadTuner:
         self.probe_share, self.abandon = probe_share, abandon
         self.interval = first_interval
         self.probe_cost = 0.0                       # seconds the last probe's losing counts cost
-        self.spacing = 0                            # steps that keep probes within probe_share
         self.choice = self.candidates[0]
         self.reference: float | None = None        # the winner's time in the last probe
         self.recent: list[float] = []               # the winner's steps since then
@@ -137,6 +136,13 @@ class ThreadTuner:
     @property
     def enabled(self) -> bool:
         return len(self.candidates) > 1
+
+    @property
+    def spacing(self) -> int:
+        """Steps between probes that keep the losing counts' cost within `probe_share` of them."""
+        if not self.reference:
+            return 0
+        return math.ceil(self.probe_cost / (self.probe_share * self.reference))
 
     def _start_probe(self) -> None:
         self.probe = {c: [] for c in self.candidates}
@@ -204,8 +210,6 @@ class ThreadTuner:
         self.choice, self.reference = best, times[best]
         self.recent, self.since_probe = [], 0
         self.probe_cost = sum(t - times[best] for c, ts in self.probe.items() if c != best for t in ts)
-        self.spacing = (math.ceil(self.probe_cost / (self.probe_share * times[best]))
-                        if times[best] > 0 else 0)
 
     def summary(self) -> dict[int, int]:
         """Measured steps per thread count."""
@@ -216,9 +220,11 @@ class ThreadTuner:
 
 
 def tuner_for(threads: int | str | None, device: torch.device) -> ThreadTuner | None:
-    """The training loops' tuner: one when `threads` is "auto" on a CPU (starting at the cores
-    free now, `free_cores`), else None."""
-    return ThreadTuner(first=free_cores()) if threads == AUTO and device.type == "cpu" else None
+    """The training loops' tuner: one when `threads` is "auto" on a CPU, else None.  Call it after
+    `set_threads(threads)`: it starts at the count that chose (the cores free then)."""
+    if threads != AUTO or device.type != "cpu":
+        return None
+    return ThreadTuner(first=torch.get_num_threads())
 
 
 def timed_step(tuner: ThreadTuner | None):
