@@ -15,7 +15,8 @@ with mean ± std over the training seeds, the ratios to grey pixels, the trainin
 the last epoch, the seconds of training, and the modality-gap numbers of the test features
 (`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras,
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
-ratio.  `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default test set.
+ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
+triplet has collapsed them).  `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default test set.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from djanet.data import prepare_data, read_test
 from djanet.data.readers import DIRECTIONS
 from djanet.data.synthetic import grey_pixel_features
 from djanet.evaluate import evaluate_split_features, split_baselines, split_features
-from djanet.gap import split_gap
+from djanet.gap import feature_spread, split_gap
 from djanet.model import DJANet
 from djanet.runtime import load_model, resolve_device, set_threads
 from djanet.study import VARIANTS as STUDY_VARIANTS, training_numbers
@@ -68,6 +69,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
         extra.update(split_gap(feats, split))
+        extra["pool_spread"] = feature_spread(np.vstack([feats["query_pool"], feats["gallery_pool"]]))
         rows.append(row(name, seed, res, extra))
         print(f"  {name:9s} seed {seed}: R1 {rows[-1]['r1']:5.1f}  mAP {rows[-1]['mAP']:5.1f}  "
               f"share {extra['cross_share']:.2f}" + (f"  train acc {extra['train_acc']:.1f}%"
@@ -77,7 +79,8 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std (ddof=1) over seeds per model; ratios of the means to grey pixels."""
-    cols = [c for c in (*METRICS, "train_acc", *GAP, "r1_within", "r1_cross", "train_s") if c in frame]
+    cols = [c for c in (*METRICS, "train_acc", *GAP, "r1_within", "r1_cross", "pool_spread", "train_s")
+            if c in frame]
     order = list(dict.fromkeys(frame["model"]))
     mean = frame.groupby("model", sort=False)[cols].mean().loc[order]
     std = frame.groupby("model", sort=False)[cols].std(ddof=1).loc[order]     # as the study's
@@ -85,7 +88,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=order)
     out["runs"] = n
     for c in cols:
-        digits = 2 if c in GAP or c in ("r1_within", "r1_cross") else 1
+        digits = 3 if c == "pool_spread" else 2 if c in GAP or c in ("r1_within", "r1_cross") else 1
         out[c] = [f"{m:.{digits}f}" if k == 1 or np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
                   for m, s, k in zip(mean[c], std[c], n)]
     pixels = mean.loc["grey pixels"]

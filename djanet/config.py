@@ -14,6 +14,7 @@ from typing import Any
 
 DATASETS = ("sysu", "regdb", "llcm")
 ARCHS = ("resnet18", "resnet34", "resnet50")
+TRIPLET_FEATURES = ("pool", "bn")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     margin: float = 0.7                   # batch-hard triplet margin (seed script 0.7; AGW 0.3)
+    triplet_features: str = "pool"        # pool (the paper) | bn: the BNNeck feature, L2-normalised
     triplet_warmup: int = 0               # epochs on the other losses alone before the triplet joins
     complementary: bool = True            # complementary learning loss on layer4 maps
     id_weight: float = 1.0
@@ -209,6 +211,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"data.mode={cfg.data.mode!r}; expected 'all' or 'indoor'")
     if cfg.select_on not in ("val", "test"):
         raise ValueError(f"select_on={cfg.select_on!r}; expected 'val' or 'test'")
+    if cfg.loss.triplet_features not in TRIPLET_FEATURES:
+        raise ValueError(f"loss.triplet_features={cfg.loss.triplet_features!r}; expected one of {TRIPLET_FEATURES}")
     if cfg.optim.optimizer not in ("sgd", "adam"):
         raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
     if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:

@@ -26,6 +26,9 @@ same-modality distances shrink faster than cross-modality ones):
   chance levels.  Undefined (nan) when visible->visible matching is itself indistinguishable from
   chance, since then nothing is there to survive.
 
+`feature_spread` says whether a feature has collapsed (every image pointing nearly the same way),
+which the other numbers, all relative, cannot show.
+
 `centre_by_modality` removes each modality's mean from its features: what the numbers lose then
 was one offset between the modalities (a shift a test-time centring could undo); what they keep
 is the part of the gap that lies in how identities are arranged.
@@ -111,6 +114,25 @@ def _mean_pairwise(a: np.ndarray, b: np.ndarray | None = None) -> tuple[float, i
         iu = np.triu_indices(len(a), 1)
         return float(_dist(a, a)[iu].sum()), len(iu[0])
     return float(_dist(a, b).sum()), len(a) * len(b)
+
+
+def feature_spread(features: np.ndarray, max_rows: int = 2000, seed: int = 0) -> float:
+    """Mean distance between two images' directions: the rows L2-normalised, then the mean
+    pairwise Euclidean distance (0: every image points the same way; sqrt(2): orthogonal).
+
+    Retrieval normalises before it ranks, so a feature whose images differ by 0.1 at norm 22 is
+    a collapsed one however well its BatchNorm'd twin classifies: the batch-hard triplet on pooled
+    features can collapse them that way (`djanet.losses.triplet_features`).  At most `max_rows`
+    rows, drawn with `seed`.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError(f"feature_spread needs at least 2 rows; got {len(x)}")
+    if len(x) > max_rows:
+        x = x[np.random.default_rng(seed).choice(len(x), max_rows, replace=False)]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    total, count = _mean_pairwise(x)
+    return total / count
 
 
 def modality_gap(features: np.ndarray, pids: Sequence[int] | np.ndarray,

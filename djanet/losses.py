@@ -75,6 +75,15 @@ def complementary_loss(feat_map: Tensor) -> Tensor:
     return (w * smooth(vis) + (1 - w) * smooth(ir)).mean()
 
 
+def triplet_features(out: dict[str, Tensor], which: str) -> Tensor:
+    """The features the triplet ranks: "pool" as given, "bn" L2-normalised."""
+    if which == "pool":
+        return out["pool"]
+    if which == "bn":
+        return F.normalize(out["bn"].float(), dim=1)
+    raise ValueError(f"triplet_features={which!r}; expected 'pool' or 'bn'")
+
+
 class DJANetLoss(nn.Module):
     """total = id_weight * id + triplet_weight * triplet + complementary_weight * complementary.
 
@@ -82,6 +91,15 @@ class DJANetLoss(nn.Module):
     the first `loss_cfg.triplet_warmup` epochs (pass `epoch`, 0-based) the triplet term is reported
     but not added: from random weights the batch-hard triplet alone pulls every feature together
     (its value sticks at the margin) before the identity loss has made features worth ranking.
+
+    `loss_cfg.triplet_features` picks what the triplet ranks: "pool", the pooled vector (the
+    paper), or "bn", the BNNeck feature L2-normalised (what evaluation ranks).  On "pool" the
+    batch-hard hinge has a way out that needs no learning: while hardest positives lie farther than
+    hardest negatives (across modalities, from random weights), shrinking every distance by a factor
+    s lowers the loss to s * (d_ap - d_an) + margin, down to the margin itself.  A from-scratch
+    network takes it: pooled features of norm 22 ended 0.1 apart, the loss stuck at its margin
+    (`triplet_features`).  On unit-normalised BN features the spread is fixed, so only
+    rearranging lowers the loss.
     """
 
     def __init__(self, loss_cfg: Any):
@@ -92,7 +110,7 @@ class DJANetLoss(nn.Module):
         c = self.cfg
         triplet_on = epoch is None or epoch >= c.triplet_warmup
         losses = {"id": id_loss(out["logits"], labels),
-                  "triplet": batch_hard_triplet(out["pool"], labels, c.margin)}
+                  "triplet": batch_hard_triplet(triplet_features(out, c.triplet_features), labels, c.margin)}
         losses["complementary"] = (complementary_loss(out["feat_map"]) if c.complementary
                                    else out["pool"].new_zeros(()))
         losses["total"] = (c.id_weight * losses["id"] + c.triplet_weight * triplet_on * losses["triplet"]

@@ -20,7 +20,7 @@ MODALITY_STEMS = {"visible": ("visible", "visible_aug"), "infrared": ("thermal",
 
 
 class DJANet(nn.Module):
-    """Train: `model(vis1, vis2, ir1, ir2)` -> dict(pool, logits, feat_map), views stacked in that
+    """Train: `model(vis1, vis2, ir1, ir2)` -> dict(pool, bn, logits, feat_map), views stacked in that
     order on the batch axis. Test: `model.extract(images, modality)` -> (pool_l2, bn_l2)."""
 
     def __init__(self, num_classes: int, arch: str = "resnet50",
@@ -69,7 +69,7 @@ class DJANet(nn.Module):
         x = torch.cat([self._stem(n, v) for n, v in zip(STEMS, (vis1, vis2, ir1, ir2))], dim=0)
         feat_map = self._shared(x)
         pool, feat = self.head(feat_map)
-        return {"pool": pool, "logits": self.head.classifier(feat), "feat_map": feat_map}
+        return {"pool": pool, "bn": feat, "logits": self.head.classifier(feat), "feat_map": feat_map}
 
     @torch.no_grad()
     def extract(self, images: Tensor, modality: str) -> tuple[Tensor, Tensor]:

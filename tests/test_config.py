@@ -18,6 +18,7 @@ def test_paper_preset_matches_the_method_notes():
     assert (cfg.data.ids_per_batch, cfg.data.num_pos) == (24, 4)
     assert (cfg.optim.lr, cfg.optim.head_lr, cfg.optim.epochs) == (0.01, 0.1, 150)
     assert cfg.optim.milestones == (25, 50, 75, 100, 125) and cfg.loss.margin == 0.7
+    assert cfg.loss.triplet_features == "pool"                            # the paper's pooled vector
 
 
 def test_plain_and_dotted_overrides():
@@ -40,6 +41,8 @@ def test_unknown_preset_and_bad_values_are_named():
         get_config("tiny", arch="vit")
     with pytest.raises(ValueError, match="RegDB trials are 1..10"):
         get_config("tiny", dataset="regdb", trial=11)
+    with pytest.raises(ValueError, match="loss.triplet_features='feat'.*'pool', 'bn'"):
+        get_config("tiny", triplet_features="feat")
 
 
 def test_gpu_demo_preset_is_the_paper_network_at_256x128_on_the_sysu_scale_synthetic_data():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import (centre_by_modality, cross_modal_share, gap_table, modality_gap, pair_distances,
-                        split_gap)
+from djanet.gap import (centre_by_modality, cross_modal_share, feature_spread, gap_table, modality_gap,
+                        pair_distances, split_gap)
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -167,3 +167,20 @@ def test_split_gap_joins_query_and_gallery_of_a_test_split():
     assert got == pytest.approx(expect)
     assert set(got) == {"modality_acc", "centroid_ratio", "pos_ratio", "r1_within", "r1_cross", "cross_share",
                          "chance_within", "chance_cross"}
+
+
+def test_feature_spread_measures_directions_not_norms():
+    # Scaled copies of one vector point the same way: 0.  Two orthogonal directions, half the
+    # rows each: the mean over the 6 pairs of 4 rows is (4 * sqrt(2) + 2 * 0) / 6.
+    assert feature_spread(np.array([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])) == pytest.approx(0.0, abs=1e-7)
+    x = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 5.0]])
+    assert feature_spread(x) == pytest.approx(4 * np.sqrt(2) / 6)
+    # A collapsed feature: a common vector of norm ~22 plus deviations of 0.1 (what the pooled
+    # features of a from-scratch DJANet looked like), against the same deviations alone.
+    rng = np.random.default_rng(0)
+    dev = rng.normal(0, 0.1 / np.sqrt(2 * 64), (200, 64))
+    assert feature_spread(22 / 8 * np.ones(64) + dev) < 0.01
+    assert feature_spread(dev) > 1.3
+    assert feature_spread(dev, max_rows=50) == pytest.approx(feature_spread(dev), rel=0.05)
+    with pytest.raises(ValueError, match="at least 2 rows; got 1"):
+        feature_spread(np.ones((1, 3)))

@@ -8,7 +8,7 @@ import torch
 
 from djanet.config import LossConfig
 from djanet.losses import (DJANetLoss, _histogram_entropy, batch_hard_triplet, complementary_loss,
-                           id_loss, pairwise_euclidean)
+                           id_loss, pairwise_euclidean, triplet_features)
 
 
 def test_id_loss_by_hand():
@@ -81,3 +81,27 @@ def test_triplet_warmup_reports_the_term_but_leaves_it_out_of_the_total():
     for epoch in (2, None):             # None: no schedule (a bare call) adds every term
         d = loss(out, labels, epoch)
         torch.testing.assert_close(d["total"], d["id"] + d["triplet"])
+
+
+def test_triplet_on_pool_falls_to_its_margin_by_shrinking_but_not_on_unit_bn_features():
+    # 1-d features, two ids: the hardest positive (2 apart) is farther than the hardest negative
+    # (1 apart), as across modalities from random weights.  Shrinking everything by s lowers the
+    # pooled hinge to s * (d_ap - d_an) + margin, towards the margin with no learning at all.
+    x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    losses = [DJANetLoss(LossConfig(margin=0.3, complementary=False))(
+        {"logits": torch.zeros(4, 2), "pool": s * x, "bn": s * x}, labels)["triplet"].item()
+        for s in (1.0, 0.1, 0.001)]
+    assert losses[0] == pytest.approx(1.3) and losses[1] == pytest.approx(0.4)
+    assert losses[2] == pytest.approx(0.3, abs=1e-3)
+    unit = [DJANetLoss(LossConfig(margin=0.3, complementary=False, triplet_features="bn"))(
+        {"logits": torch.zeros(4, 2), "pool": s * x, "bn": s * x}, labels)["triplet"].item()
+        for s in (1.0, 0.1, 0.001)]
+    assert unit == pytest.approx([unit[0]] * 3, rel=1e-4) and unit[0] > 0.3
+    expect = batch_hard_triplet(torch.nn.functional.normalize(x, dim=1), labels, 0.3)
+    assert unit[0] == pytest.approx(expect.item(), rel=1e-6)
+
+
+def test_triplet_features_names_the_option_at_fault():
+    with pytest.raises(ValueError, match="triplet_features='bnneck'.*'pool' or 'bn'"):
+        triplet_features({"pool": torch.zeros(2, 2)}, "bnneck")
