@@ -16,7 +16,8 @@ the last epoch, the seconds of training, and the modality-gap numbers of the tes
 (`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras,
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
 ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
-triplet has collapsed them).  `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default test set.
+triplet has collapsed them).  `--data-seed` draws another synthetic dataset, so a recipe can be
+checked away from the default test set.
 """
 from __future__ import annotations
 

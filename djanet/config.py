@@ -111,13 +111,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # identities x 1 pair (each step sees twice as many classes as 8 x 2), the first 100 training ids
     # (each seen ~48 times instead of ~16 over 296), shifts of 5% of the width and no erasing (the
     # paper's pad 10 was +-30% at 32 px wide), identity loss alone for two epochs before the triplet
-    # (margin 0.3), Adam with a 10x head learning rate, torch threads chosen from measured step
-    # times (all cores when idle, one beside a busy process: djanet.threads).
+    # (margin 0.3) on the unit-normalised BN features instead of the pooled ones (on those, DJANet's
+    # triplet collapsed them: method chapter, "The triplet's way out"), Adam with a 10x head
+    # learning rate, torch threads chosen from measured step times (all cores when idle, one
+    # beside a busy process: djanet.threads).
     "cpu-demo": {
         "data.img_size": (64, 32), "data.ids_per_batch": 16, "data.num_pos": 1, "data.workers": 0,
         "data.train_ids": 100, "data.erasing_p": 0.0,
         "model.arch": "resnet18", "model.align_dim": 64, "model.attn_heads": 8, "model.d_state": 16,
-        "loss.margin": 0.3, "loss.triplet_warmup": 2,
+        "loss.margin": 0.3, "loss.triplet_warmup": 2, "loss.triplet_features": "bn",
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
         "optim.epochs": 5, "optim.warmup_epochs": 1, "optim.milestones": (4,), "max_steps_per_epoch": 60,
         "eval_every": 2, "eval_trials": 10, "threads": "auto",
@@ -125,15 +127,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The book on one GPU in ten minutes: a target; nothing here is measured on a GPU yet. ResNet-50
     # and the paper's align module at 256x128, random weights (pretrained=True for ImageNet's), all 296
     # training ids of the synthetic SYSU-MM01 layout, AMP; otherwise the cpu-demo recipe (Adam, 10x
-    # head rate, ID loss alone for two epochs, no erasing). 16 ids x 2 pairs: many ids a step (better
-    # at CPU scale) in 128 images, the step measured at 384x192 on an H200 (0.18 s). *Estimate*:
-    # scaled by pixels ~0.08 s there, ~0.1 s on an H100, so 10 x 100 steps ~2 min for DJANet, ~1 for
-    # AGW. Eight workers read the memory-mapped cache: per process on this project's CPU a pair's
-    # four views took 2.5-2.8 ms of CPU from it, 4.0-4.5 ms from the image files (measured).
+    # head rate, ID loss alone for two epochs, the triplet on unit BN features, no erasing). 16 ids
+    # x 2 pairs: many ids a step (better at CPU scale) in 128 images, the step measured at 384x192
+    # on an H200 (0.18 s). *Estimate*: scaled by pixels ~0.08 s there, ~0.1 s on an H100, so
+    # 10 x 100 steps ~2 min for DJANet, ~1 for AGW. Eight workers read the memory-mapped cache: per
+    # process on this project's CPU a pair's four views took 2.5-2.8 ms of CPU from it, 4.0-4.5 ms
+    # from the image files (measured).
     "gpu-demo": {
         "data.img_size": (256, 128), "data.ids_per_batch": 16, "data.num_pos": 2, "data.workers": 8,
         "data.use_cache": True, "data.erasing_p": 0.0,
-        "loss.margin": 0.3, "loss.triplet_warmup": 2,
+        "loss.margin": 0.3, "loss.triplet_warmup": 2, "loss.triplet_features": "bn",
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
         "optim.epochs": 10, "optim.warmup_epochs": 1, "optim.milestones": (8,), "max_steps_per_epoch": 100,
         "eval_every": 2, "eval_trials": 10,
@@ -212,7 +215,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.select_on not in ("val", "test"):
         raise ValueError(f"select_on={cfg.select_on!r}; expected 'val' or 'test'")
     if cfg.loss.triplet_features not in TRIPLET_FEATURES:
-        raise ValueError(f"loss.triplet_features={cfg.loss.triplet_features!r}; expected one of {TRIPLET_FEATURES}")
+        raise ValueError(f"loss.triplet_features={cfg.loss.triplet_features!r}; "
+                         f"expected one of {TRIPLET_FEATURES}")
     if cfg.optim.optimizer not in ("sgd", "adam"):
         raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
     if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:

@@ -97,9 +97,9 @@ class DJANetLoss(nn.Module):
     batch-hard hinge has a way out that needs no learning: while hardest positives lie farther than
     hardest negatives (across modalities, from random weights), shrinking every distance by a factor
     s lowers the loss to s * (d_ap - d_an) + margin, down to the margin itself.  A from-scratch
-    network takes it: pooled features of norm 22 ended 0.1 apart, the loss stuck at its margin
-    (`triplet_features`).  On unit-normalised BN features the spread is fixed, so only
-    rearranging lowers the loss.
+    network takes it: DJANet's pooled features (norm 22) ended 0.1 apart and the loss stuck at its
+    margin (book/method.md, "The triplet's way out").  Unit BN features cannot shrink that way,
+    so only rearranging lowers the loss.
     """
 
     def __init__(self, loss_cfg: Any):

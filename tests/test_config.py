@@ -19,6 +19,8 @@ def test_paper_preset_matches_the_method_notes():
     assert (cfg.optim.lr, cfg.optim.head_lr, cfg.optim.epochs) == (0.01, 0.1, 150)
     assert cfg.optim.milestones == (25, 50, 75, 100, 125) and cfg.loss.margin == 0.7
     assert cfg.loss.triplet_features == "pool"                            # the paper's pooled vector
+    # from random weights the small presets rank unit BN features (the pooled ones collapse)
+    assert {get_config(p).loss.triplet_features for p in ("cpu-demo", "gpu-demo")} == {"bn"}
 
 
 def test_plain_and_dotted_overrides():
