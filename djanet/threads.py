@@ -62,12 +62,12 @@ def free_cores(interval: float = 0.1, read=cpu_times) -> int:
     same interval; at least 1.  Where the file is missing (macOS, Windows): every available core.
     """
     cores = available_cores()
-    before, own, start = read(), time.process_time(), time.perf_counter()
+    before, own_start, start = read(), time.process_time(), time.perf_counter()
     if before is None:
         return cores
     time.sleep(interval)
     after = read()
-    own = (time.process_time() - own) / max(time.perf_counter() - start, 1e-9)
+    own = (time.process_time() - own_start) / max(time.perf_counter() - start, 1e-9)  # cores we used
     try:
         cpus = os.sched_getaffinity(0)
     except AttributeError:
