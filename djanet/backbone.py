@@ -61,11 +61,22 @@ def load_resnet_state(arch: str, pretrained: bool | str) -> dict[str, Tensor] | 
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_resnet(arch: str, pretrained: bool | str = False) -> torchvision.models.ResNet:
-    """torchvision ResNet (optionally with weights) with the last stride set to 1."""
+def build_resnet(arch: str, pretrained: bool | str = False, width: int = 64) -> torchvision.models.ResNet:
+    """torchvision ResNet (optionally with weights) with the last stride set to 1.
+
+    `width` is the first stage's channel count (torchvision's 64); every stage scales with it, so
+    32 costs about a quarter of the multiply-adds. Only width 64 has ImageNet weights.
+    """
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}; expected one of {ARCHS}")
+    if not (isinstance(width, int) and width >= 8 and width % 8 == 0):
+        raise ValueError(f"width={width!r}; expected a multiple of 8 (torchvision's ResNet: 64)")
+    if width != 64 and pretrained not in (False, None):
+        raise ValueError(f"pretrained={pretrained!r} with width={width}: ImageNet weights exist only "
+                         "for width 64; use pretrained=False or width=64")
     net = getattr(torchvision.models, arch)(weights=None)
+    if width != 64:
+        _rescale(net, width)
     state = load_resnet_state(arch, pretrained)
     if state is not None:
         missing, _ = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
@@ -81,16 +92,34 @@ def build_resnet(arch: str, pretrained: bool | str = False) -> torchvision.model
     return net
 
 
+def _rescale(net: torchvision.models.ResNet, width: int) -> None:
+    """Rebuild `net`'s stem and stages with `width` channels in the first stage (x2 per stage)."""
+    block = type(net.layer1[0])
+    blocks = [len(getattr(net, f"layer{i}")) for i in range(1, 5)]
+    net.inplanes = width
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    for i, n in enumerate(blocks):
+        setattr(net, f"layer{i + 1}", net._make_layer(block, width * 2 ** i, n, stride=1 if i == 0 else 2))
+    net.fc = nn.Linear(8 * width * block.expansion, net.fc.out_features)
+    for m in net.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def make_stem(net: torchvision.models.ResNet) -> nn.Sequential:
     """conv1 + bn1 + relu + maxpool: all a modality-specific stem holds."""
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
 
 
-def feature_channels(arch: str) -> dict[str, int]:
+def feature_channels(arch: str, width: int = 64) -> dict[str, int]:
     """Output channels of the stem and the four stages."""
     wide = 4 if arch == "resnet50" else 1
-    return {"stem": 64, "layer1": 64 * wide, "layer2": 128 * wide, "layer3": 256 * wide,
-            "layer4": 512 * wide}
+    return {"stem": width, "layer1": width * wide, "layer2": 2 * width * wide,
+            "layer3": 4 * width * wide, "layer4": 8 * width * wide}
 
 
 def feature_sizes(img_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
@@ -134,10 +163,10 @@ class NonLocal(nn.Module):
 class AGWBody(nn.Module):
     """layer1..layer4 of a ResNet (last stride 1) with non-local blocks after the AGW positions."""
 
-    def __init__(self, net: torchvision.models.ResNet, arch: str, non_local: bool = True):
+    def __init__(self, net: torchvision.models.ResNet, arch: str, non_local: bool = True, width: int = 64):
         super().__init__()
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        ch = feature_channels(arch)
+        ch = feature_channels(arch, width)
         self.nl_after: dict[str, list[int]] = {}
         self.nl = nn.ModuleDict()
         if non_local:

@@ -15,6 +15,7 @@ from typing import Any
 DATASETS = ("sysu", "regdb", "llcm")
 ARCHS = ("resnet18", "resnet34", "resnet50")
 TRIPLET_FEATURES = ("pool", "bn")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "resnet50"                # resnet18 | resnet34 | resnet50
+    width: int = 64                       # first-stage channels, x2 per stage (torchvision: 64; 32: ~1/4 the compute)
     stems: bool = True                    # four modality-specific stems (False: one shared stem)
     align: bool = True                    # joint align module between layer3 and layer4
     non_local: bool = True                # AGW non-local blocks in layer2/layer3
@@ -72,9 +74,11 @@ class OptimConfig:
     head_lr: float = 0.1                  # lr of BNNeck and classifier
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    warmup_epochs: int = 10               # linear warm-up from 0.1x
+    schedule: str = "step"                # step (the paper): x gamma at milestones, per epoch | cosine: per step
+    warmup_epochs: float = 10             # linear warm-up from 0.1x (cosine: per step, may be fractional)
     milestones: tuple[int, ...] = (25, 50, 75, 100, 125)  # step decay x gamma
     gamma: float = 0.1
+    final_lr: float = 0.01                # cosine: the last step's rate as a fraction of the base rate
     epochs: int = 150
     amp: bool = True                      # mixed precision when on CUDA (ignored on CPU)
 
@@ -107,27 +111,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"model.pretrained": True},
     # From random weights on the synthetic SYSU-MM01 layout (96 test ids), in about four minutes a
     # model on an idle 2-core CPU (book/method.md has the measured times). Chosen by measurement on
-    # validation ids of another data seed (book/method.md, "Training at CPU scale"): 300 steps of 16
-    # identities x 1 pair (each step sees twice as many classes as 8 x 2), the first 100 training ids
-    # (each seen ~48 times instead of ~16 over 296), shifts of 5% of the width and no erasing (the
-    # paper's pad 10 was +-30% at 32 px wide), identity loss alone for two epochs before the triplet
-    # (margin 0.3) on the unit-normalised BN features instead of the pooled ones (on those, DJANet's
-    # triplet collapsed them: method chapter, "The triplet's way out"), Adam with a 10x head
-    # learning rate, torch threads chosen from measured step times (all cores when idle, one
-    # beside a busy process: djanet.threads).
+    # validation ids of another data seed (book/method.md, "Training at CPU scale"): a half-width
+    # ResNet-18 (32-64-128-256 channels: 0.27 s a DJANet step against 0.45-0.6 s at full width),
+    # so 600 steps fit where 300 did, with a cosine learning rate per step; 16 identities x 1 pair
+    # (each step sees twice as many classes as 8 x 2), the first 100 training ids (each seen ~96
+    # times instead of ~32 over 296), shifts of 5% of the width and no erasing (the paper's pad 10
+    # was +-30% at 32 px wide), identity loss alone for two epochs before the triplet (margin 0.3)
+    # on the unit-normalised BN features instead of the pooled ones (on those, DJANet's triplet
+    # collapsed them: method chapter, "The triplet's way out"), Adam with a 10x head learning
+    # rate, torch threads chosen from measured step times (all cores when idle, one beside a busy
+    # process: djanet.threads).
     "cpu-demo": {
         "data.img_size": (64, 32), "data.ids_per_batch": 16, "data.num_pos": 1, "data.workers": 0,
         "data.train_ids": 100, "data.erasing_p": 0.0,
-        "model.arch": "resnet18", "model.align_dim": 64, "model.attn_heads": 8, "model.d_state": 16,
+        "model.arch": "resnet18", "model.width": 32, "model.align_dim": 64, "model.attn_heads": 8,
+        "model.d_state": 16,
         "loss.margin": 0.3, "loss.triplet_warmup": 2, "loss.triplet_features": "bn",
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
-        "optim.epochs": 5, "optim.warmup_epochs": 1, "optim.milestones": (4,), "max_steps_per_epoch": 60,
+        "optim.schedule": "cosine", "optim.warmup_epochs": 0.5, "optim.final_lr": 0.01,
+        "optim.epochs": 10, "max_steps_per_epoch": 60,
         "eval_every": 2, "eval_trials": 10, "threads": "auto",
     },
     # The book on one GPU in ten minutes: a target; nothing here is measured on a GPU yet. ResNet-50
     # and the paper's align module at 256x128, random weights (pretrained=True for ImageNet's), all 296
     # training ids of the synthetic SYSU-MM01 layout, AMP; otherwise the cpu-demo recipe (Adam, 10x
-    # head rate, ID loss alone for two epochs, the triplet on unit BN features, no erasing). 16 ids
+    # head rate, a cosine rate per step, ID loss alone for two epochs, the triplet on unit BN features,
+    # no erasing). 16 ids
     # x 2 pairs: many ids a step (better at CPU scale) in 128 images, the step measured at 384x192
     # on an H200 (0.18 s). *Estimate*: scaled by pixels ~0.08 s there, ~0.1 s on an H100, so
     # 10 x 100 steps ~2 min for DJANet, ~1 for AGW. Eight workers read the memory-mapped cache: per
@@ -138,7 +147,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.use_cache": True, "data.erasing_p": 0.0,
         "loss.margin": 0.3, "loss.triplet_warmup": 2, "loss.triplet_features": "bn",
         "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.head_lr": 1e-2,
-        "optim.epochs": 10, "optim.warmup_epochs": 1, "optim.milestones": (8,), "max_steps_per_epoch": 100,
+        "optim.schedule": "cosine", "optim.warmup_epochs": 0.5, "optim.final_lr": 0.01,
+        "optim.epochs": 10, "max_steps_per_epoch": 100,
         "eval_every": 2, "eval_trials": 10,
     },
     # Seconds; for tests and smoke runs.
@@ -210,6 +220,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"data.dataset={cfg.data.dataset!r}; expected one of {DATASETS}")
     if cfg.model.arch not in ARCHS:
         raise ValueError(f"model.arch={cfg.model.arch!r}; expected one of {ARCHS}")
+    if not (isinstance(cfg.model.width, int) and cfg.model.width >= 8 and cfg.model.width % 8 == 0):
+        raise ValueError(f"model.width={cfg.model.width!r}; expected a multiple of 8 (torchvision's ResNet: 64)")
+    if cfg.model.width != 64 and cfg.model.pretrained not in (False, None):
+        raise ValueError(f"model.pretrained={cfg.model.pretrained!r} with model.width={cfg.model.width}: "
+                         "ImageNet weights exist only for width 64")
     if cfg.data.mode not in ("all", "indoor"):
         raise ValueError(f"data.mode={cfg.data.mode!r}; expected 'all' or 'indoor'")
     if cfg.select_on not in ("val", "test"):
@@ -217,6 +232,11 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.loss.triplet_features not in TRIPLET_FEATURES:
         raise ValueError(f"loss.triplet_features={cfg.loss.triplet_features!r}; "
                          f"expected one of {TRIPLET_FEATURES}")
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule={cfg.optim.schedule!r}; expected one of {SCHEDULES}")
+    if not 0 <= cfg.optim.final_lr <= 1 or cfg.optim.warmup_epochs < 0:
+        raise ValueError(f"optim.final_lr={cfg.optim.final_lr} must be in [0, 1] and "
+                         f"optim.warmup_epochs={cfg.optim.warmup_epochs} >= 0")
     if cfg.optim.optimizer not in ("sgd", "adam"):
         raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
     if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:

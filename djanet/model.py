@@ -26,19 +26,20 @@ class DJANet(nn.Module):
     def __init__(self, num_classes: int, arch: str = "resnet50",
                  img_size: tuple[int, int] = (384, 192), stems: bool = True, align: bool = True,
                  non_local: bool = True, pretrained: bool | str = False, align_dim: int = 256,
-                 attn_heads: int = 32, d_state: int = 64, d_conv: int = 4, expand: int = 2):
+                 attn_heads: int = 32, d_state: int = 64, d_conv: int = 4, expand: int = 2,
+                 width: int = 64):
         super().__init__()
         self.arch, self.img_size = arch, tuple(img_size)
         self.num_classes = num_classes
-        net = build_resnet(arch, pretrained)
+        net = build_resnet(arch, pretrained, width)
         stem = make_stem(net)
         # Four stems copy the same (pretrained) conv1+bn1 and then train apart; one if stems=False.
         if stems:
             self.stems = nn.ModuleDict({name: copy.deepcopy(stem) for name in STEMS})
         else:
             self.stem = stem
-        self.body = AGWBody(net, arch, non_local)
-        channels = feature_channels(arch)
+        self.body = AGWBody(net, arch, non_local, width)
+        channels = feature_channels(arch, width)
         self.align = JointAlign(channels, feature_sizes(self.img_size), align_dim, attn_heads,
                                 d_state, d_conv, expand) if align else None
         self.feat_dim = channels["layer4"]
@@ -50,7 +51,8 @@ class DJANet(nn.Module):
         c = model_cfg
         return cls(num_classes, arch=c.arch, img_size=tuple(img_size), stems=c.stems, align=c.align,
                    non_local=c.non_local, pretrained=c.pretrained, align_dim=c.align_dim,
-                   attn_heads=c.attn_heads, d_state=c.d_state, d_conv=c.d_conv, expand=c.expand)
+                   attn_heads=c.attn_heads, d_state=c.d_state, d_conv=c.d_conv, expand=c.expand,
+                   width=c.width)
 
     def _stem(self, name: str, x: Tensor) -> Tensor:
         return self.stems[name](x) if hasattr(self, "stems") else self.stem(x)

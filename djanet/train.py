@@ -15,6 +15,7 @@ One loop for every setting (a CI smoke run on the `tiny` preset, a laptop
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -77,11 +78,26 @@ def run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir).expanduser() / run_name(cfg)
 
 
-def lr_factor(epoch: int, optim: OptimConfig) -> float:
-    """Linear warm-up from 0.1x over `warmup_epochs`, then x gamma at each milestone."""
+def lr_factor(epoch: float, optim: OptimConfig) -> float:
+    """The learning rate over the base rate at `epoch` (cosine: fractional, steps done / steps per epoch).
+
+    Both schedules warm up linearly from 0.1x over `warmup_epochs`. Then "step" (the paper, per
+    epoch) multiplies by gamma at each milestone; "cosine" (per step) falls along half a cosine
+    from 1 to `final_lr` at the end of the last epoch, so no stretch of training runs at a rate
+    too high to settle or too low to move.
+    """
     if epoch < optim.warmup_epochs:
         return 0.1 + 0.9 * epoch / optim.warmup_epochs
+    if optim.schedule == "cosine":
+        t = min(1.0, (epoch - optim.warmup_epochs) / max(optim.epochs - optim.warmup_epochs, 1e-9))
+        return optim.final_lr + (1 - optim.final_lr) * 0.5 * (1 + math.cos(math.pi * t))
     return optim.gamma ** sum(epoch >= m for m in optim.milestones)
+
+
+def steps_per_epoch(sampler: IdentitySampler, cfg: TrainConfig) -> int:
+    """Optimisation steps in one epoch: the sampler's batches, capped by `max_steps_per_epoch`."""
+    steps = len(sampler) // batch_size(cfg.data)
+    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch is not None else steps
 
 
 def make_optimizer(model: DJANet, optim: OptimConfig) -> torch.optim.Optimizer:
@@ -219,7 +235,13 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device)
     loss_fn = DJANetLoss(cfg.loss)
     optimizer = make_optimizer(model, cfg.optim)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.optim))
+    sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
+                              cfg.data.num_pos, seed=cfg.seed, num_replicas=world.size, rank=world.rank)
+    # "step" advances the scheduler once an epoch (its counter is the epoch), "cosine" once a step.
+    per_step = cfg.optim.schedule == "cosine"
+    steps = steps_per_epoch(sampler, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, (lambda s: lr_factor(s / steps, cfg.optim)) if per_step else (lambda e: lr_factor(e, cfg.optim)))
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
 
     start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "r1": -1.0}
@@ -240,8 +262,6 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
             print(f"resuming {shown(resume)} at epoch {start_epoch + 1}, step {start_step}")
     train_model = world.wrap(model)
 
-    sampler = IdentitySampler(split.visible.labels, split.infrared.labels, cfg.data.ids_per_batch,
-                              cfg.data.num_pos, seed=cfg.seed, num_replicas=world.size, rank=world.rank)
     writer = _tensorboard(cfg, out) if world.is_main else None
     selection = "val" if cfg.select_on == "val" else "test (peeking: selected on the test set)"
     if world.is_main:
@@ -266,9 +286,11 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                 set_rng_state(resume_rng)
                 resume_rng = None
             last_rng = rng_state()
+            lr_used = optimizer.param_groups[0]["lr"]
             bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), unit="steps",
                            disable=cfg.quiet or not world.is_main)
             for batch_data in bar:
+                lr_used = optimizer.param_groups[0]["lr"]
                 try:
                     with timed_step(tuner):
                         stats = train_step(train_model, loss_fn, batch_data, optimizer, scaler, device, epoch)
@@ -276,14 +298,17 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {exc}; the run stopped and "
                         f"the last good checkpoint is {ckpt_dir / 'last.pt'}") from None
+                if per_step:
+                    scheduler.step()
                 step += 1
                 n += 1
                 last_rng = rng_state()
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{stats['loss_total']:.3f}", acc=f"{stats['acc']:.2f}")
-            scheduler.step()
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": cfg.optim.lr * lr_factor(epoch, cfg.optim),
+            if not per_step:
+                scheduler.step()
+            row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr_used,
                                    "steps": n, "time_s": time.perf_counter() - t0,
                                    "threads": torch.get_num_threads()}
             row.update({k: v / max(n, 1) for k, v in sums.items()})

@@ -97,3 +97,27 @@ def test_pretrained_from_state_dict(tmp_path):
         build_resnet("resnet18", str(path))
     with pytest.raises(ValueError, match="arch='vgg'"):
         build_resnet("vgg")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_width_scales_every_stage_and_a_quarter_of_the_parameters(arch):
+    torch.manual_seed(0)
+    full, half = build_resnet(arch), build_resnet(arch, width=32)
+    body = AGWBody(half, arch, width=32)
+    x = half.maxpool(half.relu(half.bn1(half.conv1(torch.randn(2, 3, 64, 32)))))
+    ch = feature_channels(arch, 32)
+    assert x.shape[1] == ch["stem"] == 32
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = body.stage(name, x)
+        assert x.shape[1] == ch[name] == feature_channels(arch)[name] // 2
+    assert tuple(x.shape[-2:]) == (4, 2)                         # last stride still 1
+    count = lambda net: sum(p.numel() for n, p in net.named_parameters() if not n.startswith("fc."))
+    assert 0.24 < count(half) / count(full) < 0.26                 # convolutions scale as width^2
+    assert half.layer4[0].conv1.stride == (1, 1)
+
+
+def test_width_errors_name_the_value():
+    with pytest.raises(ValueError, match="width=30"):
+        build_resnet("resnet18", width=30)
+    with pytest.raises(ValueError, match="only for width 64"):
+        build_resnet("resnet18", pretrained=True, width=32)

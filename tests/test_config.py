@@ -21,6 +21,16 @@ def test_paper_preset_matches_the_method_notes():
     assert cfg.loss.triplet_features == "pool"                            # the paper's pooled vector
     # from random weights the small presets rank unit BN features (the pooled ones collapse)
     assert {get_config(p).loss.triplet_features for p in ("cpu-demo", "gpu-demo")} == {"bn"}
+    assert (cfg.optim.schedule, cfg.model.width) == ("step", 64)                # the paper's schedule and ResNet
+    demo = get_config("cpu-demo")
+    assert (demo.optim.schedule, demo.model.width, demo.optim.epochs, demo.max_steps_per_epoch) == ("cosine", 32, 10, 60)
+
+
+def test_width_is_checked_with_the_option_named():
+    with pytest.raises(ValueError, match="model.width=20"):
+        get_config("tiny", **{"model.width": 20})
+    with pytest.raises(ValueError, match="model.pretrained=True with model.width=32"):
+        get_config("cpu-demo", **{"model.pretrained": True})
 
 
 def test_plain_and_dotted_overrides():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,6 +65,50 @@ def test_lr_schedule_warmup_and_steps():
     assert engine.lr_factor(10, optim) == 1.0
     assert engine.lr_factor(25, optim) == pytest.approx(0.1)
     assert engine.lr_factor(149, optim) == pytest.approx(1e-5)
+
+
+def test_cosine_schedule_by_hand():
+    optim = get_config("tiny", **{"optim.schedule": "cosine", "optim.epochs": 5, "optim.warmup_epochs": 0.5,
+                                  "optim.final_lr": 0.01}).optim
+    assert engine.lr_factor(0, optim) == pytest.approx(0.1)
+    assert engine.lr_factor(0.25, optim) == pytest.approx(0.55)          # half-way up the warm-up
+    assert engine.lr_factor(0.5, optim) == pytest.approx(1.0)
+    assert engine.lr_factor(2.75, optim) == pytest.approx(0.505)         # half-way down: (1 + 0.01) / 2
+    assert engine.lr_factor(5, optim) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="optim.schedule='linear'"):
+        get_config("tiny", **{"optim.schedule": "linear"})
+
+
+def test_cosine_schedule_moves_every_step_and_resumes_exactly(cache_dir, tmp_path, monkeypatch):
+    sched = {"optim.schedule": "cosine", "optim.warmup_epochs": 0.5, "max_steps_per_epoch": 2}
+    real_step, seen = engine.train_step, []
+
+    def spy(model, loss_fn, batch, optimizer, *a, **k):
+        seen.append(optimizer.param_groups[0]["lr"])
+        if k.pop("cut", False) and len(seen) == 4:
+            raise KeyboardInterrupt
+        return real_step(model, loss_fn, batch, optimizer, *a, **k)
+
+    monkeypatch.setattr(engine, "train_step", spy)
+    full = tiny(cache_dir, tmp_path, epochs=3, run_name="cos", **sched)
+    history = engine.fit(full)
+    base = full.optim.lr
+    assert seen == pytest.approx([base * engine.lr_factor(s / 2, full.optim) for s in range(6)])
+    assert seen[0] == pytest.approx(0.1 * base) and seen[1] == pytest.approx(base)   # one warm-up step
+    assert seen[2] > seen[3] > seen[4] > seen[5] == pytest.approx(base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.8))))
+    assert list(history["lr"]) == pytest.approx(seen[1::2])                        # each epoch's last step
+
+    # Ctrl-C in epoch 2 after one of its steps, then resume: the same rates, the same weights.
+    full_lrs, seen[:] = list(seen), []
+    monkeypatch.setattr(engine, "train_step", lambda *a, **k: spy(*a, cut=True, **k))
+    cut = tiny(cache_dir, tmp_path, epochs=3, run_name="cos-cut", **sched)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(cut)
+    monkeypatch.setattr(engine, "train_step", spy)
+    run = engine.fit_or_load(cut)
+    assert seen[:3] + seen[4:] == pytest.approx(full_lrs)
+    a, b = _weights(engine.run_dir(full) / "checkpoints" / "last.pt"), _weights(run.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
