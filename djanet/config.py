@@ -135,9 +135,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The book on one GPU in ten minutes: a target; nothing here is measured on a GPU yet. ResNet-50
     # and the paper's align module at 256x128, random weights (pretrained=True for ImageNet's), all 296
     # training ids of the synthetic SYSU-MM01 layout, AMP; otherwise the cpu-demo recipe (Adam, 10x
-    # head rate, a cosine rate per step, ID loss alone for two epochs, the triplet on unit BN features,
-    # no erasing). 16 ids
-    # x 2 pairs: many ids a step (better at CPU scale) in 128 images, the step measured at 384x192
+    # head rate, a cosine rate per step, ID loss alone for two epochs, the triplet on unit BN
+    # features, no erasing). 16 ids x 2 pairs: many ids a step (better at CPU scale) in 128
+    # images, the full-width network, the step measured at 384x192
     # on an H200 (0.18 s). *Estimate*: scaled by pixels ~0.08 s there, ~0.1 s on an H100, so
     # 10 x 100 steps ~2 min for DJANet, ~1 for AGW. Eight workers read the memory-mapped cache: per
     # process on this project's CPU a pair's four views took 2.5-2.8 ms of CPU from it, 4.0-4.5 ms

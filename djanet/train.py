@@ -94,7 +94,7 @@ def lr_factor(epoch: float, optim: OptimConfig) -> float:
     return optim.gamma ** sum(epoch >= m for m in optim.milestones)
 
 
-def steps_per_epoch(sampler: IdentitySampler, cfg: TrainConfig) -> int:
+def _steps_per_epoch(sampler: IdentitySampler, cfg: TrainConfig) -> int:
     """Optimisation steps in one epoch: the sampler's batches, capped by `max_steps_per_epoch`."""
     steps = len(sampler) // batch_size(cfg.data)
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch is not None else steps
@@ -239,7 +239,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
                               cfg.data.num_pos, seed=cfg.seed, num_replicas=world.size, rank=world.rank)
     # "step" advances the scheduler once an epoch (its counter is the epoch), "cosine" once a step.
     per_step = cfg.optim.schedule == "cosine"
-    steps = steps_per_epoch(sampler, cfg)
+    steps = _steps_per_epoch(sampler, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: lr_factor(s / steps, cfg.optim)) if per_step else (lambda e: lr_factor(e, cfg.optim)))
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
