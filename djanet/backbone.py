@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .config import ARCHS
+from .config import ARCHS, check_width
 
 STRIDES = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 16}  # with last stride 1
 
@@ -69,11 +69,7 @@ def build_resnet(arch: str, pretrained: bool | str = False, width: int = 64) -> 
     """
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}; expected one of {ARCHS}")
-    if not (isinstance(width, int) and width >= 8 and width % 8 == 0):
-        raise ValueError(f"width={width!r}; expected a multiple of 8 (torchvision's ResNet: 64)")
-    if width != 64 and pretrained not in (False, None):
-        raise ValueError(f"pretrained={pretrained!r} with width={width}: ImageNet weights exist only "
-                         "for width 64; use pretrained=False or width=64")
+    check_width(width, pretrained)
     net = getattr(torchvision.models, arch)(weights=None)
     if width != 64:
         _rescale(net, width)

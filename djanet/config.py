@@ -220,11 +220,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"data.dataset={cfg.data.dataset!r}; expected one of {DATASETS}")
     if cfg.model.arch not in ARCHS:
         raise ValueError(f"model.arch={cfg.model.arch!r}; expected one of {ARCHS}")
-    if not (isinstance(cfg.model.width, int) and cfg.model.width >= 8 and cfg.model.width % 8 == 0):
-        raise ValueError(f"model.width={cfg.model.width!r}; expected a multiple of 8 (torchvision's ResNet: 64)")
-    if cfg.model.width != 64 and cfg.model.pretrained not in (False, None):
-        raise ValueError(f"model.pretrained={cfg.model.pretrained!r} with model.width={cfg.model.width}: "
-                         "ImageNet weights exist only for width 64")
+    check_width(cfg.model.width, cfg.model.pretrained, prefix="model.")
     if cfg.data.mode not in ("all", "indoor"):
         raise ValueError(f"data.mode={cfg.data.mode!r}; expected 'all' or 'indoor'")
     if cfg.select_on not in ("val", "test"):
@@ -257,6 +253,15 @@ AGW_SWITCHES = {"model.stems": False, "model.align": False, "model.non_local": T
 def agw_baseline(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with DJANet's feature-level parts switched off: the AGW baseline at the same budget."""
     return override(cfg, **AGW_SWITCHES)
+
+
+def check_width(width: Any, pretrained: Any, prefix: str = "") -> None:
+    """A ResNet width is a multiple of 8; ImageNet weights exist only for torchvision's 64."""
+    if not (isinstance(width, int) and not isinstance(width, bool) and width >= 8 and width % 8 == 0):
+        raise ValueError(f"{prefix}width={width!r}; expected a multiple of 8 (torchvision's ResNet: 64)")
+    if width != 64 and pretrained not in (False, None):
+        raise ValueError(f"{prefix}pretrained={pretrained!r} with {prefix}width={width}: ImageNet weights "
+                         f"exist only for width 64; use {prefix}pretrained=False or {prefix}width=64")
 
 
 def check_threads(threads: Any) -> None:

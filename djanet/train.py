@@ -241,7 +241,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     per_step = cfg.optim.schedule == "cosine"
     steps = _steps_per_epoch(sampler, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, (lambda s: lr_factor(s / steps, cfg.optim)) if per_step else (lambda e: lr_factor(e, cfg.optim)))
+        optimizer, lambda i: lr_factor(i / steps if per_step else i, cfg.optim))
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
 
     start_epoch, start_step, history, best = 0, 0, [], {"epoch": None, "r1": -1.0}
