@@ -12,7 +12,9 @@ features, mean over the gallery trials of each run):
   interrupted benchmark resumes), the model chosen on validation identities;
 
 with mean ± std over the training seeds, the ratios to grey pixels, the training ID accuracy of
-the last epoch, the seconds of training, and the modality-gap numbers of the test features
+the last epoch (on the augmented views training sees) and the fit of that epoch's model on the
+training images themselves (eval mode, no augmentation; visible, infrared and all), the seconds of
+training, and the modality-gap numbers of the test features
 (`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras,
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
 ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
@@ -43,6 +45,8 @@ from djanet.study import VARIANTS as STUDY_VARIANTS, training_numbers
 
 METRICS = ("r1", "mAP", "mINP")
 GAP = ("cross_share", "pos_ratio", "modality_acc", "centroid_ratio")
+# The fit of the last epoch on the training images themselves (eval mode, no augmentation), in %.
+FIT = {"fit_visible": "fit vis (%)", "fit_infrared": "fit IR (%)", "fit_all": "fit all (%)"}
 VARIANTS = {name: dict(STUDY_VARIANTS[name].switches) for name in ("agw", "djanet")}   # as the ablation study
 
 
@@ -66,21 +70,23 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
             t0 = time.perf_counter()
             run = engine.fit_or_load(scfg)
             model, _ = load_model(run.best, device=str(device))
-            extra = {**training_numbers(run.history), "wall_s": time.perf_counter() - t0}
+            extra = {**training_numbers(run.history), **engine.training_fit(run.checkpoint, device=str(device)),
+                     "wall_s": time.perf_counter() - t0}
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
         extra.update(split_gap(feats, split))
         extra["pool_spread"] = feature_spread(np.vstack([feats["query_pool"], feats["gallery_pool"]]))
         rows.append(row(name, seed, res, extra))
         print(f"  {name:9s} seed {seed}: R1 {rows[-1]['r1']:5.1f}  mAP {rows[-1]['mAP']:5.1f}  "
-              f"share {extra['cross_share']:.2f}" + (f"  train acc {extra['train_acc']:.1f}%"
-                                                      if "train_acc" in extra else ""), flush=True)
+              f"share {extra['cross_share']:.2f}" + (f"  train acc {extra['train_acc']:.1f}%, fit "
+                                                      f"{extra['fit_all']:.1f}%" if "train_acc" in extra else ""),
+              flush=True)
     return rows
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std (ddof=1) over seeds per model; ratios of the means to grey pixels."""
-    cols = [c for c in (*METRICS, "train_acc", *GAP, "r1_within", "r1_cross", "pool_spread", "train_s")
+    cols = [c for c in (*METRICS, "train_acc", *FIT, *GAP, "r1_within", "r1_cross", "pool_spread", "train_s")
             if c in frame]
     order = list(dict.fromkeys(frame["model"]))
     mean = frame.groupby("model", sort=False)[cols].mean().loc[order]
@@ -96,7 +102,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     out["R1 / pixels"] = [f"{v:.2f}x" for v in mean["r1"] / pixels["r1"]]
     out["mAP / pixels"] = [f"{v:.2f}x" for v in mean["mAP"] / pixels["mAP"]]
     return out.rename(columns={"r1": "R1 (%)", "mAP": "mAP (%)", "mINP": "mINP (%)",
-                               "train_acc": "train ID acc (%)", "train_s": "train s"})
+                               "train_acc": "train ID acc (%)", "train_s": "train s", **FIT})
 
 
 def main() -> None:

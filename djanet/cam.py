@@ -14,21 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import MODALITY_STEMS, DJANet
+from .model import DJANet
 
 __all__ = ["pair_activation_maps"]
 
 
 def _features(model: DJANet, images: Tensor, modality: str, feature: str) -> Tensor:
     """model.extract's path (a modality's two stems averaged), with gradients, unnormalised."""
-    if modality not in MODALITY_STEMS:
-        raise ValueError(f"modality={modality!r}; expected 'visible' or 'infrared'")
-    if hasattr(model, "stems"):
-        a, b = MODALITY_STEMS[modality]
-        x = (model._stem(a, images) + model._stem(b, images)) / 2
-    else:
-        x = model.stem(images)
-    pool, bn = model.head(model._shared(x))
+    pool, bn = model.embed(images, modality)
     return bn if feature == "bn" else pool
 
 

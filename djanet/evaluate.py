@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import atomic_path, atomic_write_text
 from .config import TrainConfig
 from .console import progress
-from .data import EvalSplit, ImageDataset, ImageList, prepare_data, read_test
+from .data import EvalSplit, ImageDataset, ImageList, TrainSplit, prepare_data, read_test
 from .data.readers import DIRECTIONS
 from .protocols import ProtocolResult, evaluate_split
 from .runtime import load_model, resolve_device, set_threads
@@ -53,6 +53,27 @@ def extract_features(model: "DJANet", images: ImageList, modality: str, img_size
         pools.append(pool.float().cpu().numpy())
         bns.append(bn.float().cpu().numpy())
     return np.concatenate(pools), np.concatenate(bns)
+
+
+@torch.no_grad()
+def fit_accuracy(model: "DJANet", split: TrainSplit, img_size, device="cpu",
+                 batch_size: int = 128) -> dict[str, float]:
+    """Share of the training images whose identity the classifier names, per modality.
+
+    Seen as at test time (eval mode, resized and normalised, no augmentation). Training's running
+    accuracy is measured on the augmented views (channel exchange, grey, jitter, shifts), which are
+    harder to name than the images themselves; this says how well the identities were fitted.
+    """
+    device = torch.device(device)
+    shares = {}
+    for images in (split.visible, split.infrared):
+        hits = 0
+        loader = DataLoader(ImageDataset(images, img_size), batch_size=batch_size, shuffle=False)
+        for batch, index in loader:
+            named = model.classify(batch.to(device), images.modality).argmax(1).cpu().numpy()
+            hits += int((named == images.labels[index.numpy()]).sum())
+        shares[images.modality] = hits / max(len(images), 1)
+    return shares
 
 
 def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,

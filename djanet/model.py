@@ -21,7 +21,8 @@ MODALITY_STEMS = {"visible": ("visible", "visible_aug"), "infrared": ("thermal",
 
 class DJANet(nn.Module):
     """Train: `model(vis1, vis2, ir1, ir2)` -> dict(pool, bn, logits, feat_map), views stacked in that
-    order on the batch axis. Test: `model.extract(images, modality)` -> (pool_l2, bn_l2)."""
+    order on the batch axis. Test: `model.extract(images, modality)` -> (pool_l2, bn_l2);
+    `model.classify(images, modality)` -> identity logits."""
 
     def __init__(self, num_classes: int, arch: str = "resnet50",
                  img_size: tuple[int, int] = (384, 192), stems: bool = True, align: bool = True,
@@ -73,21 +74,40 @@ class DJANet(nn.Module):
         pool, feat = self.head(feat_map)
         return {"pool": pool, "bn": feat, "logits": self.head.classifier(feat), "feat_map": feat_map}
 
-    @torch.no_grad()
-    def extract(self, images: Tensor, modality: str) -> tuple[Tensor, Tensor]:
-        """L2-normalised (pooled, BN) features in eval mode; a modality's two stems are averaged."""
+    def embed(self, images: Tensor, modality: str) -> tuple[Tensor, Tensor]:
+        """The test-time path, unnormalised (pool, bn): a modality's two stems averaged.
+
+        Runs in the model's current mode and keeps gradients (Grad-CAM needs them); `extract`
+        and `classify` call it in eval mode without gradients.
+        """
         if modality not in MODALITY_STEMS:
             raise ValueError(f"modality={modality!r}; expected 'visible' or 'infrared'")
+        if hasattr(self, "stems"):
+            a, b = MODALITY_STEMS[modality]
+            x = (self._stem(a, images) + self._stem(b, images)) / 2
+        else:
+            x = self.stem(images)
+        return self.head(self._shared(x))
+
+    def _embed_eval(self, images: Tensor, modality: str) -> tuple[Tensor, Tensor]:
         was_training = self.training
         self.eval()
         try:
-            a, b = MODALITY_STEMS[modality]
-            x = (self._stem(a, images) + self._stem(b, images)) / 2 if hasattr(self, "stems") \
-                else self.stem(images)
-            pool, feat = self.head(self._shared(x))
+            return self.embed(images, modality)
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def extract(self, images: Tensor, modality: str) -> tuple[Tensor, Tensor]:
+        """L2-normalised (pooled, BN) features in eval mode; a modality's two stems are averaged."""
+        pool, feat = self._embed_eval(images, modality)
         return F.normalize(pool, dim=1), F.normalize(feat, dim=1)
+
+    @torch.no_grad()
+    def classify(self, images: Tensor, modality: str) -> Tensor:
+        """Identity logits of the test-time features (eval mode): which training identity the
+        classifier names for each image, seen without augmentation."""
+        return self.head.classifier(self._embed_eval(images, modality)[1])
 
     def head_parameters(self) -> list[nn.Parameter]:
         """BNNeck and classifier: trained at the head learning rate."""

@@ -36,7 +36,7 @@ from .config import OptimConfig, TrainConfig, override, to_dict
 from .console import progress, shown
 from .data import (IdentitySampler, TrainSplit, batch_size, data_identity, four_view_loader, prepare_data,
                    read_train)
-from .evaluate import evaluate, evaluate_split_features, extract_features  # noqa: F401
+from .evaluate import evaluate, evaluate_split_features, extract_features, fit_accuracy  # noqa: F401
 from .losses import DJANetLoss
 from .model import DJANet
 from .protocols import ProtocolResult, combine
@@ -197,6 +197,25 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, st
     }
 
 
+def training_split(cfg: TrainConfig, root: str | os.PathLike) -> tuple[TrainSplit, TrainSplit | None]:
+    """The identities `fit` trains on, and the ones it holds out for validation (None when
+    selecting on the test set), read from the prepared dataset at `root`."""
+    return read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=cfg.select_on == "val",
+                      val_fraction=cfg.data.val_fraction, seed=cfg.seed, max_ids=cfg.data.train_ids)
+
+
+def training_fit(checkpoint: str | os.PathLike, device: str = "auto") -> dict[str, float]:
+    """`evaluate.fit_accuracy` of a saved model on the training images of its own run, in percent:
+    ``fit_visible``, ``fit_infrared`` and ``fit_all`` (every image counted once)."""
+    model, cfg = load_model(checkpoint, device=device)
+    split, _ = training_split(cfg, prepare_data(cfg))
+    shares = fit_accuracy(model, split, cfg.data.img_size, next(model.parameters()).device)
+    sizes = {"visible": len(split.visible), "infrared": len(split.infrared)}
+    total = sum(shares[m] * n for m, n in sizes.items()) / max(sum(sizes.values()), 1)
+    return {"fit_visible": 100 * shares["visible"], "fit_infrared": 100 * shares["infrared"],
+            "fit_all": 100 * total}
+
+
 def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Train `cfg` from scratch, or continue from `resume`; returns the per-epoch history.
 
@@ -224,10 +243,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
 
     root = prepare_data(cfg)
     data = data_identity(root)          # recorded in every checkpoint, checked on resume
-    holdout = cfg.select_on == "val"
-    split, val_split = read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=holdout,
-                                  val_fraction=cfg.data.val_fraction, seed=cfg.seed,
-                                  max_ids=cfg.data.train_ids)
+    split, val_split = training_split(cfg, root)
     if cfg.select_on == "test":
         from .data import read_test
         val_split = read_test(cfg.data.dataset, root, mode=cfg.data.mode, trial=cfg.data.trial)

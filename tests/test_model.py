@@ -106,6 +106,22 @@ def test_visible_uses_the_two_visible_stems_averaged():
         model.extract(x, "thermal")
 
 
+def test_classify_names_identities_from_the_test_time_features():
+    model = tiny()
+    model.train()
+    x = views(3)[2]
+    logits = model.classify(x, "infrared")
+    assert model.training  # classify restores the mode
+    model.eval()
+    with torch.no_grad():
+        s = (model.stems["thermal"](x) + model.stems["thermal_aug"](x)) / 2
+        expect = model.head.classifier(model.head(model._shared(s))[1])
+    torch.testing.assert_close(logits, expect)
+    assert logits.shape == (3, model.num_classes)
+    with pytest.raises(ValueError, match="modality='rgb'"):
+        model.classify(x, "rgb")
+
+
 def test_agw_mode_has_no_align_or_stem_parameters():
     model = tiny(stems=False, align=False)
     names = [n for n, _ in model.named_parameters()]

@@ -218,7 +218,8 @@ def test_worker_processes_train_the_same_runs(tiny_study):
     cfg, tmp, frame, _ = tiny_study
     apart = get_config("tiny", device="cpu", out_dir=str(tmp / "parallel"), **{"data.cache_dir": cfg.data.cache_dir})
     rows, _ = study.run_study(apart, variants=["agw"], seeds=[0, 1], out=tmp / "parallel", jobs=2)
-    numbers = ["R1", "R10", "mAP", "mINP", "cross_share", "pos_ratio", "modality_acc", "train_acc", "best_epoch"]
+    numbers = ["R1", "R10", "mAP", "mINP", "cross_share", "pos_ratio", "modality_acc", "train_acc", "fit_all",
+               "best_epoch"]
     pd.testing.assert_frame_equal(rows[numbers], frame[frame["variant"] == "agw"][numbers].reset_index(drop=True))
 
 

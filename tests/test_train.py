@@ -123,6 +123,31 @@ def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
     assert best["selected_on"] == "val" and 0.0 <= best["r1"] <= 1.0
     assert best["r1"] == history["val_r1"].max()
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
+    # the fit on clean training images: the split fit trained on, every image counted once
+    fit = engine.training_fit(out / "checkpoints" / "last.pt", device="cpu")
+    split, _ = engine.training_split(cfg, prepare_data(cfg))
+    nv, ni = len(split.visible), len(split.infrared)
+    assert fit["fit_all"] == pytest.approx((fit["fit_visible"] * nv + fit["fit_infrared"] * ni) / (nv + ni))
+    assert all(0 <= v <= 100 for v in fit.values())
+
+
+def test_fit_accuracy_counts_the_identities_the_classifier_names(cache_dir, tmp_path):
+    """Per modality, over several batches, each image's named identity against its own label."""
+    from djanet.evaluate import fit_accuracy
+
+    cfg = tiny(cache_dir, tmp_path)
+    split, _ = read_train("sysu", prepare_data(cfg))
+
+    class NamesLabelZero:
+        def classify(self, images, modality):
+            logits = torch.zeros(len(images), split.num_classes)
+            logits[:, 0] = 1.0
+            return logits
+
+    shares = fit_accuracy(NamesLabelZero(), split, cfg.data.img_size, batch_size=5)
+    for images in (split.visible, split.infrared):
+        expect = float((images.labels == 0).mean())
+        assert 0 < expect < 1 and shares[images.modality] == pytest.approx(expect)
 
 
 def test_selecting_on_the_test_set_is_labelled_as_peeking(cache_dir, tmp_path, capsys):
