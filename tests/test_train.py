@@ -133,21 +133,30 @@ def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
 
 def test_fit_accuracy_counts_the_identities_the_classifier_names(cache_dir, tmp_path):
     """Per modality, over several batches, each image's named identity against its own label."""
+    from djanet.data import ImageDataset
     from djanet.evaluate import fit_accuracy
 
     cfg = tiny(cache_dir, tmp_path)
     split, _ = read_train("sysu", prepare_data(cfg))
 
+    def named(images):   # an identity read off each image's pixels: batching must not change it
+        return (images.float().mean(dim=(1, 2, 3)) * 1e4).long() % split.num_classes
+
+    class NamesFromPixels:
+        def classify(self, images, modality):
+            return torch.nn.functional.one_hot(named(images), split.num_classes).float()
+
     class NamesLabelZero:
         def classify(self, images, modality):
-            logits = torch.zeros(len(images), split.num_classes)
-            logits[:, 0] = 1.0
-            return logits
+            return torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), split.num_classes).float()
 
-    shares = fit_accuracy(NamesLabelZero(), split, cfg.data.img_size, batch_size=5)
+    shares = fit_accuracy(NamesFromPixels(), split, cfg.data.img_size, batch_size=5)
+    zero = fit_accuracy(NamesLabelZero(), split, cfg.data.img_size, batch_size=5)
     for images in (split.visible, split.infrared):
-        expect = float((images.labels == 0).mean())
-        assert 0 < expect < 1 and shares[images.modality] == pytest.approx(expect)
+        data = ImageDataset(images, cfg.data.img_size)
+        one_by_one = [int(named(data[i][0][None])[0]) for i in range(len(images))]
+        assert shares[images.modality] == pytest.approx(float((one_by_one == images.labels).mean()))
+        assert 0 < (images.labels == 0).mean() < 1 and zero[images.modality] == pytest.approx((images.labels == 0).mean())
 
 
 def test_selecting_on_the_test_set_is_labelled_as_peeking(cache_dir, tmp_path, capsys):
