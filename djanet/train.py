@@ -38,7 +38,7 @@ from .data import (IdentitySampler, TrainSplit, batch_size, data_identity, four_
                    read_train)
 from .evaluate import evaluate, evaluate_split_features, extract_features, fit_accuracy  # noqa: F401
 from .losses import DJANetLoss
-from .model import DJANet
+from .model import STEMS, DJANet
 from .protocols import ProtocolResult, combine
 from .runtime import load_model, resolve_device, set_threads  # noqa: F401  (load_model: kept importable here)
 from .threads import timed_step, tuner_for
@@ -140,7 +140,8 @@ def _epoch_pairs(sampler: IdentitySampler, epoch: int, cfg: TrainConfig) -> list
 def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler | None, device: torch.device, epoch: int | None = None
                ) -> dict[str, float]:
-    """One optimisation step on a four-view batch; returns the named losses and ID accuracy."""
+    """One optimisation step on a four-view batch; returns the named losses and the ID accuracy,
+    of the whole batch (`acc`) and of each view (`acc_visible`, `acc_visible_aug`, ...)."""
     v1, v2, i1, i2, lv, li = (t.to(device, non_blocking=True) for t in batch)
     labels = torch.cat([lv, lv, li, li])
     amp = scaler is not None
@@ -161,7 +162,10 @@ def train_step(model: torch.nn.Module, loss_fn: DJANetLoss, batch: tuple, optimi
         losses["total"].backward()
         optimizer.step()
     stats = {f"loss_{k}": v.item() for k, v in losses.items()}
-    stats["acc"] = (out["logits"].argmax(1) == labels).float().mean().item()
+    named = (out["logits"].argmax(1) == labels).float()
+    stats["acc"] = named.mean().item()
+    # per view, named after the stem it trains: which augmentation the classifier finds hardest
+    stats.update({f"acc_{stem}": hits.mean().item() for stem, hits in zip(STEMS, named.chunk(len(STEMS)))})
     return stats
 
 

@@ -58,6 +58,31 @@ def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
     assert totals[-1] < 0.2 * totals[0], totals
 
 
+def test_train_step_reports_the_accuracy_of_each_view():
+    """Views are stacked VIS-1, VIS-2, IR-1, IR-2: a classifier right on IR-1 only scores there."""
+    b, classes = 3, 5
+    lv, li = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])
+
+    class RightOnFirstInfraredView(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, v1, v2, i1, i2):
+            wrong = torch.nn.functional.one_hot((lv + 1) % classes, classes).float()
+            right = torch.nn.functional.one_hot(li, classes).float()
+            return {"logits": torch.cat([wrong, wrong, right, wrong]) + 0 * self.w}
+
+    model = RightOnFirstInfraredView()
+    loss_fn = lambda out, labels, epoch: {"total": out["logits"].sum() * model.w.sum()}   # noqa: E731
+    batch = (torch.zeros(b, 3, 4, 2),) * 4 + (lv, li)
+    stats = engine.train_step(model, loss_fn, batch, torch.optim.SGD(model.parameters(), lr=0.1), None,
+                              torch.device("cpu"))
+    assert stats["acc"] == pytest.approx(0.25)
+    assert {k: stats[k] for k in stats if k.startswith("acc_")} == {
+        "acc_visible": 0.0, "acc_visible_aug": 0.0, "acc_thermal": 1.0, "acc_thermal_aug": 0.0}
+
+
 def test_lr_schedule_warmup_and_steps():
     optim = get_config("paper").optim
     assert engine.lr_factor(0, optim) == pytest.approx(0.1)
@@ -117,6 +142,8 @@ def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
     out = engine.run_dir(cfg)
     assert list(history["epoch"]) == [1, 2]
     assert {"loss_id", "loss_triplet", "loss_complementary", "loss_total", "acc", "lr", "val_r1"} <= set(history)
+    views = history[["acc_visible", "acc_visible_aug", "acc_thermal", "acc_thermal_aug"]]
+    assert views.mean(axis=1).to_numpy() == pytest.approx(history["acc"].to_numpy())   # four views of one size
     assert (out / "history.csv").is_file() and (out / "config.json").is_file()
     assert json.loads((out / "config.json").read_text())["preset"] == "tiny"
     best = load_checkpoint(out / "checkpoints" / "best.pt")["best"]
