@@ -58,22 +58,24 @@ def extract_features(model: "DJANet", images: ImageList, modality: str, img_size
 @torch.no_grad()
 def fit_accuracy(model: "DJANet", split: TrainSplit, img_size, device="cpu",
                  batch_size: int = 128) -> dict[str, float]:
-    """Share of the training images whose identity the classifier names, per modality.
+    """Share of the training images whose identity the classifier names: per modality, and over
+    ``all`` images (each counted once).
 
     Seen as at test time (eval mode, resized and normalised, no augmentation). Training's running
     accuracy is measured on the augmented views (channel exchange, grey, jitter, shifts), which are
     harder to name than the images themselves; this says how well the identities were fitted.
     """
     device = torch.device(device)
-    shares = {}
+    hits = {}
     for images in (split.visible, split.infrared):
-        hits = 0
+        hits[images.modality] = 0
         loader = DataLoader(ImageDataset(images, img_size), batch_size=batch_size, shuffle=False)
         for batch, index in loader:
             named = model.classify(batch.to(device), images.modality).argmax(1).cpu().numpy()
-            hits += int((named == images.labels[index.numpy()]).sum())
-        shares[images.modality] = hits / max(len(images), 1)
-    return shares
+            hits[images.modality] += int((named == images.labels[index.numpy()]).sum())
+    sizes = {"visible": len(split.visible), "infrared": len(split.infrared)}
+    shares = {m: hits[m] / max(n, 1) for m, n in sizes.items()}
+    return {**shares, "all": sum(hits.values()) / max(sum(sizes.values()), 1)}
 
 
 def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,

@@ -34,8 +34,8 @@ from .checkpoint import (atomic_torch_save, atomic_write_text, check_compatible,
                          rng_state, set_rng_state)
 from .config import OptimConfig, TrainConfig, override, to_dict
 from .console import progress, shown
-from .data import (IdentitySampler, TrainSplit, batch_size, data_identity, four_view_loader, prepare_data,
-                   read_train)
+from .data import (EvalSplit, IdentitySampler, TrainSplit, batch_size, data_identity, four_view_loader,
+                   prepare_data, read_train)
 from .evaluate import evaluate, evaluate_split_features, extract_features, fit_accuracy  # noqa: F401
 from .losses import DJANetLoss
 from .model import STEMS, DJANet
@@ -202,7 +202,7 @@ def _checkpoint(model, optimizer, scheduler, scaler, cfg, num_classes, epoch, st
     }
 
 
-def training_split(cfg: TrainConfig, root: str | os.PathLike) -> tuple[TrainSplit, TrainSplit | None]:
+def training_split(cfg: TrainConfig, root: str | os.PathLike) -> tuple[TrainSplit, EvalSplit | None]:
     """The identities `fit` trains on, and the ones it holds out for validation (None when
     selecting on the test set), read from the prepared dataset at `root`."""
     return read_train(cfg.data.dataset, root, trial=cfg.data.trial, holdout=cfg.select_on == "val",
@@ -215,10 +215,7 @@ def training_fit(checkpoint: str | os.PathLike, device: str = "auto") -> dict[st
     model, cfg = load_model(checkpoint, device=device)
     split, _ = training_split(cfg, prepare_data(cfg))
     shares = fit_accuracy(model, split, cfg.data.img_size, next(model.parameters()).device)
-    sizes = {"visible": len(split.visible), "infrared": len(split.infrared)}
-    total = sum(shares[m] * n for m, n in sizes.items()) / max(sum(sizes.values()), 1)
-    return {"fit_visible": 100 * shares["visible"], "fit_infrared": 100 * shares["infrared"],
-            "fit_all": 100 * total}
+    return {f"fit_{name}": 100 * share for name, share in shares.items()}
 
 
 def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bool = False) -> pd.DataFrame:
