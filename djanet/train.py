@@ -390,18 +390,22 @@ def is_complete(cfg: TrainConfig) -> bool:
 
 
 def fit_or_load(cfg: TrainConfig) -> Run:
-    """Train only when the run's final checkpoint is missing (continuing a partial run)."""
+    """Train only when the run's final checkpoint is missing (continuing a partial run).
+
+    A run folder whose checkpoints come from another configuration (a preset that changed since,
+    say) raises `runs.RunExistsError` naming the differences: it is neither loaded as if it were
+    this configuration's run nor continued.
+    """
     out = run_dir(cfg)
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    # whichever of last.pt / interrupted.pt / best.pt got furthest (best.pt is written first)
-    found = runs.furthest_checkpoint(out)
-    if found is not None and _finished(found[1], cfg):
-        check_same_data(found[1], prepare_data(cfg), found[0])
-        history = found[1]["history"]
-        if found[0] != last:        # killed between the final best.pt and last.pt
-            runs.complete_finished(out, runs.RunPlan("finished", found[0], "", list(history)))
+    plan = runs.plan_run(cfg, out)      # whichever of last.pt / interrupted.pt / best.pt got furthest
+    if plan.action == "finished":
+        check_same_data(load_checkpoint(plan.resume), prepare_data(cfg), plan.resume)
+        history = plan.history
+        if plan.resume != last:         # killed between the final best.pt and last.pt
+            runs.complete_finished(out, plan)
     else:
-        history = fit(cfg, resume=found[0] if found else None)
+        history = fit(cfg, resume=plan.resume)
     return Run(cfg=cfg, run_dir=out, checkpoint=last, best=best if best.is_file() else last,
                history=pd.DataFrame(history))
 

@@ -263,6 +263,19 @@ def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
     assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["epoch"] == 1
 
 
+def test_a_finished_run_of_another_configuration_is_not_loaded_as_this_ones(cache_dir, tmp_path, capsys):
+    """A preset that changed since a run finished (same run name) must not get the old model back."""
+    cfg = tiny(cache_dir, tmp_path, epochs=1)
+    engine.fit(cfg)
+    assert engine.fit_or_load(cfg).history.shape[0] == 1              # the same configuration: loaded
+    changed = tiny(cache_dir, tmp_path, epochs=1, **{"model.attn_heads": 2})
+    assert engine.run_dir(changed) == engine.run_dir(cfg)
+    with pytest.raises(RunExistsError, match=r"another configuration \(model\.attn_heads: run 4 vs now 2\)"):
+        engine.fit_or_load(changed)
+    assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["config"]["model"]["attn_heads"] == 4
+    capsys.readouterr()
+
+
 def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path, capsys):
     """After the generator changes (or data_root points elsewhere) a finished run is not loaded as if
     it had been trained on the new data, and a half-done one is not continued on it."""
