@@ -23,7 +23,7 @@ def test_paper_preset_matches_the_method_notes():
     assert {get_config(p).loss.triplet_features for p in ("cpu-demo", "gpu-demo")} == {"bn"}
     assert (cfg.optim.schedule, cfg.model.width) == ("step", 64)                # the paper's schedule and ResNet
     demo = get_config("cpu-demo")
-    assert (demo.optim.schedule, demo.model.width, demo.optim.epochs, demo.max_steps_per_epoch) == ("cosine", 32, 10, 60)
+    assert (demo.optim.schedule, demo.model.width, demo.optim.epochs, demo.max_steps_per_epoch) == ("cosine", 32, 10, 80)
 
 
 def test_width_is_checked_with_the_option_named():
