@@ -122,8 +122,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # rate, torch threads chosen from measured step times (all cores when idle, one beside a busy
     # process: djanet.threads). One attention head: the align module attends over the 8 positions
     # of the 4x2 layer3 grid, so 8 heads had one dimension each (the paper's 32 heads over 288
-    # positions have 9); one head of 8 makes a step ~18% cheaper, spent on epochs of up to 80 steps (an epoch is
-    # then one pass over the 100 ids' images: 79 steps on the default data, 790 in all).
+    # positions have 9); one head of 8 makes a step ~18% cheaper, spent on epochs of up to 80
+    # steps (one pass over the 100 ids' images: 79 steps on the default data, 790 in all).
     "cpu-demo": {
         "data.img_size": (64, 32), "data.ids_per_batch": 16, "data.num_pos": 1, "data.workers": 0,
         "data.train_ids": 100, "data.erasing_p": 0.0,

@@ -24,6 +24,7 @@ def test_paper_preset_matches_the_method_notes():
     assert (cfg.optim.schedule, cfg.model.width) == ("step", 64)                # the paper's schedule and ResNet
     demo = get_config("cpu-demo")
     assert (demo.optim.schedule, demo.model.width, demo.optim.epochs, demo.max_steps_per_epoch) == ("cosine", 32, 10, 80)
+    assert demo.model.attn_heads == 1       # the 4x2 layer3 grid: one head of 8 dimensions (the paper's have 9)
 
 
 def test_width_is_checked_with_the_option_named():
