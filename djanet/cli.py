@@ -281,9 +281,8 @@ def _run(args: argparse.Namespace) -> int:
             from .runs import plan_run
             plan = plan_run(cfg, out)
             if plan.action == "finished":       # a finished run of other data is not passed off as this one
-                from .checkpoint import load_checkpoint
                 from .data import prepare_data
-                tr_mod.check_same_data(load_checkpoint(plan.resume), prepare_data(cfg), plan.resume)
+                tr_mod.check_same_data(plan.data, prepare_data(cfg), plan.resume)
             if int(os.environ.get("RANK", "0")) == 0 and plan.action != "fresh":
                 print(plan.message)
             if plan.action != "finished":

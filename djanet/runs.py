@@ -47,6 +47,7 @@ class RunPlan:
     resume: Path | None         # the checkpoint to continue from ("continue")
     message: str                # one line for the user
     history: list | None = None  # the per-epoch history of the checkpoint found
+    data: str | None = None      # the data identity that checkpoint recorded (None: none recorded)
 
 
 def has_checkpoints(folder: str | os.PathLike) -> bool:
@@ -85,6 +86,11 @@ def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
             if k not in FREE_TO_CHANGE and before.get(k) != now[k]]
 
 
+def is_finished(ckpt: dict[str, Any], epochs: int) -> bool:
+    """A checkpoint at the end of an epoch at or past `epochs`: nothing is left to train."""
+    return ckpt["epoch"] >= epochs and ckpt["step"] == 0
+
+
 def plan_run(cfg: TrainConfig, folder: str | os.PathLike) -> RunPlan:
     """Decide what training `cfg` into `folder` should do, without touching anything.
 
@@ -103,10 +109,10 @@ def plan_run(cfg: TrainConfig, folder: str | os.PathLike) -> RunPlan:
         raise RunExistsError(f"run folder {folder} holds a run of another configuration ({'; '.join(changes)}); "
                              + decide)
     epochs = cfg.optim.epochs
-    if ckpt["epoch"] >= epochs and ckpt["step"] == 0:
+    if is_finished(ckpt, epochs):
         return RunPlan("finished", path, f"run {folder} is finished ({path.name}: epoch {ckpt['epoch']} of "
                                          f"{epochs}); not retraining (--overwrite starts over)",
-                       list(ckpt["history"]))
+                       list(ckpt["history"]), ckpt.get("data"))
     where = f"epoch {ckpt['epoch']} of {epochs}" + (f", step {ckpt['step']}" if ckpt["step"] else "")
     return RunPlan("continue", path, f"run folder {folder} already holds {path.name} ({where}); continuing "
                                      "from it (--overwrite starts over)")

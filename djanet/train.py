@@ -181,9 +181,11 @@ def _validate(model: DJANet, split, cfg: TrainConfig, device: torch.device) -> d
     return {f"{p}_r1": bn["r1"], f"{p}_mAP": bn["mAP"], f"{p}_mINP": bn["mINP"]}
 
 
-def check_same_data(ckpt: dict, root: str | os.PathLike, path) -> None:
-    """A finished or half-done run of other data is never continued or reused as if it were this one."""
-    saved = ckpt.get("data")        # None: a checkpoint from before runs recorded their data
+def check_same_data(saved: str | None, root: str | os.PathLike, path) -> None:
+    """A finished or half-done run of other data is never continued or reused as if it were this one.
+
+    `saved`: the data identity the run's checkpoint recorded (None: one from before runs recorded it).
+    """
     if saved is not None and saved != data_identity(root):
         raise runs.RunExistsError(
             f"{shown(path)} was trained on data {saved!r}, but this run reads {data_identity(root)!r} "
@@ -267,7 +269,7 @@ def fit(cfg: TrainConfig, resume: str | os.PathLike | None = None, overwrite: bo
     if resume is not None:
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt, to_dict(cfg), split.num_classes, resume)
-        check_same_data(ckpt, root, resume)
+        check_same_data(ckpt.get("data"), root, resume)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -379,14 +381,10 @@ def _tensorboard(cfg: TrainConfig, out: Path):
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
-def _finished(ckpt: dict, cfg: TrainConfig) -> bool:
-    return ckpt["epoch"] >= cfg.optim.epochs and ckpt["step"] == 0
-
-
 def is_complete(cfg: TrainConfig) -> bool:
     """True when the run's last checkpoint has reached the configured number of epochs."""
     path = run_dir(cfg) / "checkpoints" / "last.pt"
-    return path.is_file() and _finished(load_checkpoint(path), cfg)
+    return path.is_file() and runs.is_finished(load_checkpoint(path), cfg.optim.epochs)
 
 
 def fit_or_load(cfg: TrainConfig) -> Run:
@@ -400,7 +398,7 @@ def fit_or_load(cfg: TrainConfig) -> Run:
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     plan = runs.plan_run(cfg, out)      # whichever of last.pt / interrupted.pt / best.pt got furthest
     if plan.action == "finished":
-        check_same_data(load_checkpoint(plan.resume), prepare_data(cfg), plan.resume)
+        check_same_data(plan.data, prepare_data(cfg), plan.resume)
         history = plan.history
         if plan.resume != last:         # killed between the final best.pt and last.pt
             runs.complete_finished(out, plan)
