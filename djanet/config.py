@@ -47,6 +47,7 @@ class ModelConfig:
     width: int = 64                       # first-stage channels, x2 per stage (torchvision: 64; 32: ~1/4 the compute)
     stems: bool = True                    # four modality-specific stems (False: one shared stem)
     align: bool = True                    # joint align module between layer3 and layer4
+    align_residual: bool = False          # add the align module's output to layer3's map (paper: it replaces it)
     non_local: bool = True                # AGW non-local blocks in layer2/layer3
     pretrained: bool | str = False        # True: torchvision ImageNet weights; str: state-dict path
     align_dim: int = 256                  # channels of the align module (paper: 256)

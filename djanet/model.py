@@ -28,7 +28,7 @@ class DJANet(nn.Module):
                  img_size: tuple[int, int] = (384, 192), stems: bool = True, align: bool = True,
                  non_local: bool = True, pretrained: bool | str = False, align_dim: int = 256,
                  attn_heads: int = 32, d_state: int = 64, d_conv: int = 4, expand: int = 2,
-                 width: int = 64):
+                 width: int = 64, align_residual: bool = False):
         super().__init__()
         self.arch, self.img_size = arch, tuple(img_size)
         self.num_classes = num_classes
@@ -43,6 +43,7 @@ class DJANet(nn.Module):
         channels = feature_channels(arch, width)
         self.align = JointAlign(channels, feature_sizes(self.img_size), align_dim, attn_heads,
                                 d_state, d_conv, expand) if align else None
+        self.align_residual = align_residual
         self.feat_dim = channels["layer4"]
         self.head = BNNeckHead(self.feat_dim, num_classes)
 
@@ -53,7 +54,7 @@ class DJANet(nn.Module):
         return cls(num_classes, arch=c.arch, img_size=tuple(img_size), stems=c.stems, align=c.align,
                    non_local=c.non_local, pretrained=c.pretrained, align_dim=c.align_dim,
                    attn_heads=c.attn_heads, d_state=c.d_state, d_conv=c.d_conv, expand=c.expand,
-                   width=c.width)
+                   width=c.width, align_residual=c.align_residual)
 
     def _stem(self, name: str, x: Tensor) -> Tensor:
         return self.stems[name](x) if hasattr(self, "stems") else self.stem(x)
@@ -65,7 +66,7 @@ class DJANet(nn.Module):
             x = self.body.stage(name, x)
             maps[name] = x
         if self.align is not None:
-            x = self.align(x, maps)
+            x = x + self.align(x, maps) if self.align_residual else self.align(x, maps)
         return self.body.stage("layer4", x).float()
 
     def forward(self, vis1: Tensor, vis2: Tensor, ir1: Tensor, ir2: Tensor) -> dict[str, Tensor]:

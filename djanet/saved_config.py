@@ -15,8 +15,8 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig, from_dict, override
 
 # The fields that decide the network a checkpoint's weights belong to.
-MODEL_FIELDS = ("arch", "stems", "align", "non_local", "align_dim", "attn_heads", "d_state", "d_conv",
-                "expand")
+MODEL_FIELDS = ("arch", "width", "stems", "align", "align_residual", "non_local", "align_dim", "attn_heads",
+                "d_state", "d_conv", "expand")
 
 # Config keys a test may set: they choose the test data and where it runs, never the model.
 TEST_CHOICES = ("data.dataset", "data.data_root", "data.translated_root", "data.trial", "data.mode",

@@ -149,3 +149,19 @@ def test_stems_hold_only_conv1_bn1():
         assert sum(p.numel() for p in stem.parameters()) == 64 * 3 * 7 * 7 + 2 * 64
     held = model.parameter_counts()["held"]
     assert held == sum(p.numel() for p in model.parameters())
+
+
+def test_align_residual_adds_the_module_output_to_layer3_instead_of_replacing_it():
+    """With the align module's output convs zeroed the module outputs 0: the residual model is
+    then the model without the module, and the paper's (replacing) model loses layer3 entirely."""
+    residual, plain, without = tiny(align_residual=True), tiny(), tiny(align=False)
+    for model in (residual, plain):
+        for level in model.align.levels.values():
+            torch.nn.init.zeros_(level.out.weight)
+            torch.nn.init.zeros_(level.out.bias)
+    x = views(3)[0]
+    ref = without.eval().embed(x, "visible")[0]
+    torch.testing.assert_close(residual.eval().embed(x, "visible")[0], ref)
+    cut = plain.eval().embed(x, "visible")[0]
+    assert (cut - ref).abs().max() > 1e-3
+    assert cut.std(0).max() < 1e-5            # every image gets the same feature: layer3 is gone
