@@ -196,6 +196,18 @@ def _nearest_rank1(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarr
     return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids)), chance
 
 
+def first_identities(pids: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    """Mask of the images of the `k` lowest person ids.
+
+    For close-up plots of a few people: a choice fixed by the ids alone, made before any model
+    is looked at, so a picture cannot be picked for looking good.
+    """
+    if k < 1:
+        raise ValueError(f"k={k}: expected at least one identity")
+    pids = np.asarray(pids)
+    return np.isin(pids, np.unique(pids)[:k])
+
+
 def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, float]:
     """How much of within-modality matching survives across modalities, above chance.
 

@@ -241,12 +241,13 @@ def umap_scatter(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence
     """Rows: named embeddings (emb (N, 2), pids, modality); columns: coloured by modality, by identity.
 
     Identity colours cycle through a qualitative palette for the first `max_ids_coloured`
-    identities (others grey); marker shape gives the modality in both panels.
+    identities (others grey; ten or fewer get tab10's distinct colours, more tab20's light/dark
+    pairs); marker shape gives the modality in both panels.
     """
     import matplotlib as mpl
 
     fig, axes = _figure(len(embeddings), 2, (4.2, 3.6))
-    cmap = mpl.colormaps["tab20"]
+    cmap = mpl.colormaps["tab10" if max_ids_coloured <= 10 else "tab20"]
     for r, (name, (emb, pids, modality)) in enumerate(embeddings.items()):
         emb, pids, mod = np.asarray(emb), np.asarray(pids), np.asarray(modality).astype(str)
         ax_m, ax_i = axes[r]
@@ -256,7 +257,7 @@ def umap_scatter(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence
         ax_m.legend(fontsize=7, markerscale=2)
         ax_m.set_title(f"{name}: by modality", fontsize=9)
         ids = np.unique(pids)
-        shown = {pid: cmap(i % 20) for i, pid in enumerate(ids[:max_ids_coloured])}
+        shown = {pid: cmap(i % cmap.N) for i, pid in enumerate(ids[:max_ids_coloured])}
         colors = np.array([shown.get(p, (0.8, 0.8, 0.8, 0.5)) for p in pids])
         for m, marker in (("visible", "o"), ("infrared", "^")):
             sel = mod == m

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import (centre_by_modality, cross_modal_share, feature_spread, gap_table, modality_gap,
-                        pair_distances, split_gap)
+from djanet.gap import (centre_by_modality, cross_modal_share, feature_spread, first_identities, gap_table,
+                        modality_gap, pair_distances, split_gap)
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -184,3 +184,11 @@ def test_feature_spread_measures_directions_not_norms():
     assert feature_spread(dev, max_rows=50) == pytest.approx(feature_spread(dev), rel=0.05)
     with pytest.raises(ValueError, match="at least 2 rows; got 1"):
         feature_spread(np.ones((1, 3)))
+
+
+def test_first_identities_keeps_every_image_of_the_lowest_ids_only():
+    pids = np.array([7, 3, 3, 9, 1, 7, 9, 1])
+    np.testing.assert_array_equal(first_identities(pids, 2), [False, True, True, False, True, False, False, True])
+    assert first_identities(pids, 10).all()
+    with pytest.raises(ValueError, match="k=0"):
+        first_identities(pids, 0)

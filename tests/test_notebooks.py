@@ -88,6 +88,10 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
     centred = pd.read_csv(gap / "share_centred.csv", index_col=0)   # the offset analysis, every feature set
     assert list(centred.index) == ["grey pixels", "untrained", "DJANet", "DJANet + translation"]
     assert centred[["r1_within", "r1_cross"]].stack().between(0, 1).all()
+    close = pd.read_csv(gap / "share_first_10_ids.csv", index_col=0)   # the close-up of a few people
+    assert list(close.index) == list(centred.index)
+    assert close[["r1_cross", "chance_cross"]].stack().between(0, 1).all()
+    assert (close["chance_cross"] >= 0.1 - 1e-9).all()   # at most ten people: chance at least one in ten
     # untrained, DJANet, DJANet on the translated copy of notebook 02 (AGW: with_agw=True only)
     assert sorted(p.name for p in gap.glob("umap_*.npy")) == ["umap_DJANet.npy", "umap_DJANet_+_translation.npy",
                                                               "umap_untrained.npy"]
