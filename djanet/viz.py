@@ -259,9 +259,10 @@ def umap_scatter(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence
         ids = np.unique(pids)
         shown = {pid: cmap(i % cmap.N) for i, pid in enumerate(ids[:max_ids_coloured])}
         colors = np.array([shown.get(p, (0.8, 0.8, 0.8, 0.5)) for p in pids])
+        size = 8 if len(emb) > 300 else 24      # a close-up of a few people: markers one can tell apart
         for m, marker in (("visible", "o"), ("infrared", "^")):
             sel = mod == m
-            ax_i.scatter(emb[sel, 0], emb[sel, 1], s=8, c=colors[sel], marker=marker, linewidths=0,
+            ax_i.scatter(emb[sel, 0], emb[sel, 1], s=size, c=colors[sel], marker=marker, linewidths=0,
                          label=m)
         ax_i.legend(fontsize=7, markerscale=2)
         ax_i.set_title(f"{name}: by identity (o visible, ^ infrared)", fontsize=9)

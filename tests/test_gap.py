@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from djanet.gap import (centre_by_modality, cross_modal_share, feature_spread, first_identities, gap_table,
-                        modality_gap, pair_distances, split_gap)
+from djanet.gap import (centre_by_modality, cross_modal_share, cross_rank1_per_identity, feature_spread,
+                        first_identities, gap_table, modality_gap, pair_distances, split_gap)
 
 
 def _features(shift: float, ids: int = 20, per: int = 6, dim: int = 16, seed: int = 0):
@@ -192,3 +192,14 @@ def test_first_identities_keeps_every_image_of_the_lowest_ids_only():
     assert first_identities(pids, 10).all()
     with pytest.raises(ValueError, match="k=0"):
         first_identities(pids, 0)
+
+
+def test_cross_rank1_per_identity_counts_each_persons_infrared_hits():
+    # person 1: both infrared images beside their visible one; person 2: one of two beside person 1's
+    x = np.array([[0.0, 0.0], [5.0, 5.0],                 # visible: person 1, person 2
+                  [0.1, 0.0], [0.0, 0.1],                 # infrared, person 1
+                  [4.9, 5.0], [0.2, 0.2]])                # infrared, person 2
+    pids = np.array([1, 2, 1, 1, 2, 2])
+    mod = np.array(["visible", "visible", "infrared", "infrared", "infrared", "infrared"])
+    per = cross_rank1_per_identity(x, pids, mod)
+    assert per.to_dict() == {1: 1.0, 2: 0.5}
