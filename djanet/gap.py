@@ -24,7 +24,9 @@ same-modality distances shrink faster than cross-modality ones):
   infrared; 0 means infrared matching is no better than a random ranking.  The chance levels
   matter: the plain ratio of the two rank-1s gives random features about 1.0, a ratio of two
   chance levels.  Undefined (nan) when visible->visible matching is itself indistinguishable from
-  chance, since then nothing is there to survive.
+  chance, since then nothing is there to survive.  It comes with a 95% bootstrap interval over
+  identities (``share_low``, ``share_high``): near chance both rank-1s are small and their
+  ratio is mostly noise, which the interval shows and the point estimate cannot.
 
 `feature_spread` says whether a feature has collapsed (every image pointing nearly the same way),
 which the other numbers, all relative, cannot show.
@@ -185,15 +187,22 @@ def modality_gap(features: np.ndarray, pids: Sequence[int] | np.ndarray,
     }
 
 
-def _nearest_rank1(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarray | None = None
-                   ) -> tuple[float, float]:
-    """Rank-1 of each query's nearest gallery image, and what a random ranking would score."""
+def _nearest_hits(q: np.ndarray, g: np.ndarray, q_ids, g_ids, exclude: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: whether its nearest gallery image is its identity, and what a random ranking
+    would score (the share of its allowed candidates that are its identity)."""
     d = _dist(q, g)
     allowed = np.ones(d.shape, dtype=bool) if exclude is None else ~exclude
     d[~allowed] = np.inf
     same = (q_ids[:, None] == g_ids[None, :]) & allowed
-    chance = float(np.mean(same.sum(1) / np.maximum(allowed.sum(1), 1)))
-    return float(np.mean(g_ids[np.argmin(d, axis=1)] == q_ids)), chance
+    chance = same.sum(1) / np.maximum(allowed.sum(1), 1)
+    return (g_ids[np.argmin(d, axis=1)] == q_ids).astype(float), chance
+
+
+def _above_chance(r1, chance):
+    """k(r) = (r - chance) / (1 - chance): 0 for a random ranking, 1 for a perfect one."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(chance < 1.0, (r1 - chance) / (1.0 - chance), np.nan)
 
 
 def first_identities(pids: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
@@ -231,7 +240,9 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     each query's candidates that are its identity); ``cross_share`` = k(r1_cross) / k(r1_within)
     with k(r) = (r - chance) / (1 - chance), nan when r1_within is within two binomial standard
     errors of its chance level (identities with no visible image in another camera still count as
-    queries: they are a miss for both).
+    queries: they are a miss for both).  ``share_low`` and ``share_high``: a 95% bootstrap interval
+    of ``cross_share`` over identities, which says how far one set of features can be trusted
+    (near chance both rank-1s are small and their ratio is mostly noise).
     """
     x = np.asarray(features, dtype=np.float64)
     p, c = np.asarray(pids), np.asarray(cams)
@@ -243,17 +254,42 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
         exclude = c[vis][:, None] == c[vis][None, :]
     else:   # one visible camera (RegDB): leave the query itself out instead
         exclude = np.eye(int(vis.sum()), dtype=bool)
-    within, chance_within = _nearest_rank1(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
-    cross, chance_cross = _nearest_rank1(x[ir], x[vis], p[ir], p[vis])
+    hit_w, chance_w = _nearest_hits(x[vis], x[vis], p[vis], p[vis], exclude=exclude)
+    hit_c, chance_c = _nearest_hits(x[ir], x[vis], p[ir], p[vis])
+    within, chance_within = float(hit_w.mean()), float(chance_w.mean())
+    cross, chance_cross = float(hit_c.mean()), float(chance_c.mean())
     noise = 2.0 * np.sqrt(chance_within * (1.0 - chance_within) / int(vis.sum()))
-
-    def above_chance(r1: float, chance: float) -> float:
-        return (r1 - chance) / (1.0 - chance) if chance < 1.0 else float("nan")
-
-    share = (above_chance(cross, chance_cross) / above_chance(within, chance_within)
-             if within - chance_within > noise else float("nan"))
+    defined = within - chance_within > noise
+    share = (float(_above_chance(cross, chance_cross) / _above_chance(within, chance_within))
+             if defined else float("nan"))
+    low, high = _share_interval(p[vis], hit_w, chance_w, p[ir], hit_c, chance_c) if defined else (np.nan,) * 2
     return {"r1_within": within, "r1_cross": cross, "chance_within": chance_within,
-            "chance_cross": chance_cross, "cross_share": share}
+            "chance_cross": chance_cross, "cross_share": share, "share_low": low, "share_high": high}
+
+
+def _share_interval(ids_w, hit_w, chance_w, ids_c, hit_c, chance_c, level: float = 0.95,
+                    draws: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `cross_share`, resampling identities (not images: one
+    person's images are not independent draws).  The gallery stays fixed; each draw weighs every
+    query by how often its identity was drawn."""
+    ids = np.union1d(ids_w, ids_c)
+
+    def per_id(q_ids, *values):   # (len(ids), 1 + len(values)): query count and sums per identity
+        at = np.searchsorted(ids, q_ids)
+        return np.stack([np.bincount(at, weights=v, minlength=len(ids))
+                         for v in (np.ones(len(q_ids)), *values)], axis=1)
+
+    w = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=draws)
+    sw, sc = w @ per_id(ids_w, hit_w, chance_w), w @ per_id(ids_c, hit_c, chance_c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = _above_chance(sc[:, 1] / sc[:, 0], sc[:, 2] / sc[:, 0])
+        den = _above_chance(sw[:, 1] / sw[:, 0], sw[:, 2] / sw[:, 0])
+        share = np.where(den > 0, num / den, np.nan)
+    share = share[np.isfinite(share)]
+    if len(share) < draws / 2:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(share, tail)), float(np.percentile(share, 100 - tail))
 
 
 def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
@@ -262,9 +298,9 @@ def split_gap(features: Mapping[str, np.ndarray], split, feature: str = "bn",
 
     `features`: ``query_<feature>`` and ``gallery_<feature>`` arrays (what
     `djanet.evaluate.split_features` returns and `features_<direction>.npz` holds); `split`: the
-    `EvalSplit` they come from (identities, cameras, modalities).  Returns ``cross_share``,
-    ``r1_within``, ``r1_cross``, their chance levels, ``modality_acc``, ``centroid_ratio`` and
-    ``pos_ratio``.
+    `EvalSplit` they come from (identities, cameras, modalities).  Returns ``cross_share`` and
+    its interval (``share_low``, ``share_high``), ``r1_within``, ``r1_cross``, their chance
+    levels, ``modality_acc``, ``centroid_ratio`` and ``pos_ratio``.
     """
     x = np.vstack([features[f"query_{feature}"], features[f"gallery_{feature}"]])
     pids = np.concatenate([split.query.pids, split.gallery.pids])

@@ -104,6 +104,7 @@ def test_cross_modal_share_of_random_features_is_chance_not_survival():
     ids = np.eye(60)[pids] * 10.0         # identity in the visible images only; infrared stays random
     s = cross_modal_share(np.hstack([x, ids * (mods == "visible")[:, None]]), pids, cams, mods)
     assert s["r1_within"] > 0.9 and abs(s["cross_share"]) < 0.1
+    assert s["share_low"] < 0 < s["share_high"] < 0.2         # chance across: the interval holds 0
 
 
 def test_cross_modal_share_of_aligned_and_shifted_features():
@@ -112,6 +113,8 @@ def test_cross_modal_share_of_aligned_and_shifted_features():
     aligned = cross_modal_share(x, pids, cams, mods)["cross_share"]
     shifted = cross_modal_share(*_features(30.0)[:2], cams, mods)["cross_share"]
     assert aligned > 0.8 and shifted < 0.3
+    s = cross_modal_share(x, pids, cams, mods)
+    assert s["share_low"] <= aligned <= s["share_high"] and s["share_high"] - s["share_low"] < 0.4
     with pytest.raises(ValueError, match="both modalities"):
         cross_modal_share(x[:6], pids[:6], cams[:6], ["visible"] * 6)
 
@@ -166,7 +169,7 @@ def test_split_gap_joins_query_and_gallery_of_a_test_split():
     expect.update(cross_modal_share(xs, ps, cs, ms))
     assert got == pytest.approx(expect)
     assert set(got) == {"modality_acc", "centroid_ratio", "pos_ratio", "r1_within", "r1_cross", "cross_share",
-                         "chance_within", "chance_cross"}
+                         "chance_within", "chance_cross", "share_low", "share_high"}
 
 
 def test_feature_spread_measures_directions_not_norms():
@@ -203,3 +206,23 @@ def test_cross_rank1_per_identity_counts_each_persons_infrared_hits():
     mod = np.array(["visible", "visible", "infrared", "infrared", "infrared", "infrared"])
     per = cross_rank1_per_identity(x, pids, mod)
     assert per.to_dict() == {1: 1.0, 2: 0.5}
+
+
+def test_cross_share_interval_is_wide_when_both_rank1s_are_near_chance():
+    """A weak network matches a few images above chance within the visible modality and a few
+    across: the point estimate is a ratio of two small numbers, and the bootstrap over
+    identities says how loose it is.  A strong one gets a tight interval."""
+    rng = np.random.default_rng(1)
+    n = 96
+    pids = np.repeat(np.arange(n), 6)
+    mods = np.tile(["visible"] * 4 + ["infrared"] * 2, n)
+    cams = np.tile([1, 2, 1, 2, 3, 3], n)
+
+    def share(identity: float):   # noise plus a one-hot identity code of that length
+        return cross_modal_share(np.hstack([rng.normal(size=(len(pids), 32)), np.eye(n)[pids] * identity]),
+                                 pids, cams, mods)
+    weak, strong = share(1.8), share(4.0)
+    assert weak["r1_within"] < 0.1 and strong["r1_within"] > 0.6
+    for s in (weak, strong):
+        assert s["share_low"] <= s["cross_share"] <= s["share_high"]
+    assert weak["share_high"] - weak["share_low"] > 1.0 > 4 * (strong["share_high"] - strong["share_low"])
