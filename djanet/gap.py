@@ -223,11 +223,10 @@ def cross_rank1_per_identity(features: np.ndarray, pids, modality) -> pd.Series:
     What a map coloured by identity shows one person at a time: near 1, the person's infrared
     images sit among their visible ones; 0, apart.  Indexed by person id.
     """
-    x, p = np.asarray(features), np.asarray(pids)
+    x, p = np.asarray(features, dtype=np.float64), np.asarray(pids)
     ir = _as_modality(modality, len(x)) == 1
-    vis = ~ir
-    hit = p[vis][np.argmin(_dist(x[ir], x[vis]), axis=1)] == p[ir]
-    return pd.Series(hit.astype(float), index=p[ir]).groupby(level=0).mean().rename("r1_cross")
+    hit, _ = _nearest_hits(x[ir], x[~ir], p[ir], p[~ir])
+    return pd.Series(hit, index=p[ir]).groupby(level=0).mean().rename("r1_cross")
 
 
 def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, float]:

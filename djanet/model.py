@@ -60,7 +60,8 @@ class DJANet(nn.Module):
         return self.stems[name](x) if hasattr(self, "stems") else self.stem(x)
 
     def _shared(self, x: Tensor) -> Tensor:
-        """Stem output -> layer4 map (float32), the align module between layer3 and layer4."""
+        """Stem output -> layer4 map (float32), the align module between layer3 and layer4 (its
+        output replaces layer3's map, as in the paper, or is added to it with align_residual)."""
         maps = {"stem": x}
         for name in ("layer1", "layer2", "layer3"):
             x = self.body.stage(name, x)
