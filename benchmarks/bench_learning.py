@@ -18,12 +18,16 @@ training, and the modality-gap numbers of the test features
 (`djanet.gap`): `cross_share` (infrared->visible rank-1 / visible->visible rank-1 across cameras,
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
 ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
-triplet has collapsed them).  `--data-seed` draws another synthetic dataset, so a recipe can be
-checked away from the default test set.
+triplet has collapsed them).  On RegDB also `R1 no twin`: rank-1 with each query's simultaneous
+twin (same person, same image number, the same pose) out of the gallery
+(`djanet.protocols.rank1_without_twins`), so matching a silhouette alone cannot score.
+`--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default
+test set; `--set KEY=VALUE` overrides the preset (a screen of one change).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import time
 from pathlib import Path
@@ -40,6 +44,7 @@ from djanet.data.synthetic import grey_pixel_features
 from djanet.evaluate import evaluate_split_features, split_baselines, split_features
 from djanet.gap import feature_spread, split_gap
 from djanet.model import DJANet
+from djanet.protocols import rank1_without_twins
 from djanet.runtime import load_model, resolve_device, set_threads
 from djanet.study import VARIANTS as STUDY_VARIANTS, training_numbers
 
@@ -75,6 +80,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
         feats = split_features(model.eval(), split, scfg, device)
         res = evaluate_split_features(model, split, scfg, device, trials=cfg.eval_trials, features=feats)["bn"]
         extra.update(split_gap(feats, split))
+        extra.update(twin_free(split, feats))
         extra["pool_spread"] = feature_spread(np.vstack([feats["query_pool"], feats["gallery_pool"]]))
         rows.append(row(name, seed, res, extra))
         print(f"  {name:9s} seed {seed}: R1 {rows[-1]['r1']:5.1f}  mAP {rows[-1]['mAP']:5.1f}  "
@@ -84,9 +90,16 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
     return rows
 
 
+def twin_free(split, feats: dict) -> dict:
+    """RegDB only: rank-1 (%) with each query's simultaneous twin out of the gallery."""
+    if split.dataset != "regdb":
+        return {}
+    return {"r1_no_twin": 100 * rank1_without_twins(split, feats["query_bn"], feats["gallery_bn"])}
+
+
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std (ddof=1) over seeds per model; ratios of the means to grey pixels."""
-    cols = [c for c in (*METRICS, "train_acc", *FIT, *GAP, "r1_within", "r1_cross", "pool_spread", "train_s")
+    cols = [c for c in (*METRICS, "r1_no_twin", "train_acc", *FIT, *GAP, "r1_within", "r1_cross", "pool_spread", "train_s")
             if c in frame]
     order = list(dict.fromkeys(frame["model"]))
     mean = frame.groupby("model", sort=False)[cols].mean().loc[order]
@@ -101,8 +114,24 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     pixels = mean.loc["grey pixels"]
     out["R1 / pixels"] = [f"{v:.2f}x" for v in mean["r1"] / pixels["r1"]]
     out["mAP / pixels"] = [f"{v:.2f}x" for v in mean["mAP"] / pixels["mAP"]]
-    return out.rename(columns={"r1": "R1 (%)", "mAP": "mAP (%)", "mINP": "mINP (%)",
+    if "r1_no_twin" in mean:
+        out["R1 no twin / pixels"] = [f"{v:.2f}x" for v in mean["r1_no_twin"] / pixels["r1_no_twin"]]
+    return out.rename(columns={"r1": "R1 (%)", "r1_no_twin": "R1 no twin (%)", "mAP": "mAP (%)", "mINP": "mINP (%)",
                                "train_acc": "train ID acc (%)", "train_s": "train s", **FIT})
+
+
+def parse_sets(items: list[str]) -> dict:
+    """["data.grey_remap_p=0.5", ...] -> {"data.grey_remap_p": 0.5, ...} (values as Python literals)."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. data.grey_remap_p=0.5")
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return changes
 
 
 def main() -> None:
@@ -115,6 +144,8 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
                    help="networks to train (none: only chance, grey pixels and the untrained network)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides on top of the preset, e.g. data.grey_remap_p=0.5")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench-learning", help="runs and results go here")
     a = p.parse_args()
@@ -125,6 +156,7 @@ def main() -> None:
                "device": a.device, "quiet": True, "tensorboard": False}
     if a.epochs is not None:
         changes["optim.epochs"] = a.epochs
+    changes.update(parse_sets(a.set))
     cfg = get_config(a.preset, **changes)
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -133,13 +165,17 @@ def main() -> None:
                       direction=direction)
     print(f"{a.dataset} (data seed {a.data_seed}), {direction}, {len(set(split.query.pids))} test ids, "
           f"{len(split.query)} queries, {len(split.gallery)} gallery candidates; preset {a.preset}, "
-          f"{cfg.optim.epochs} epochs; threads {torch.get_num_threads()}", flush=True)
+          f"{cfg.optim.epochs} epochs; threads {torch.get_num_threads()}"
+          + "".join(f"; {s}" for s in a.set), flush=True)
 
     floor = split_baselines(split, cfg.data.img_size, cfg.eval_trials)
-    rows = [row("random features", "-", floor["random"]),
-            row("grey pixels", "-", floor["pixels"], split_gap(
-                {f"{side}_bn": grey_pixel_features(getattr(split, side).paths, cfg.data.img_size)
-                 for side in ("query", "gallery")}, split))]
+    pixels = {f"{side}_bn": grey_pixel_features(getattr(split, side).paths, cfg.data.img_size)
+              for side in ("query", "gallery")}
+    noise = np.random.default_rng(0)
+    random_feats = {f"{side}_bn": noise.standard_normal((len(getattr(split, side)), 64))
+                    for side in ("query", "gallery")}
+    rows = [row("random features", "-", floor["random"], twin_free(split, random_feats)),
+            row("grey pixels", "-", floor["pixels"], {**split_gap(pixels, split), **twin_free(split, pixels)})]
     rows += network_rows("untrained", cfg, split, direction, a.seeds, device)
     for name in a.models:
         rows += network_rows(name, override(cfg, **VARIANTS[name]), split, direction, a.seeds, device)

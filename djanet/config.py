@@ -37,6 +37,7 @@ class DataConfig:
     pad_fraction: float = 0.05            # pad+crop shift as a fraction of the width (paper: 10 px at 192)
     erasing_p: float = 0.5                # random-erasing probability of each training view
     channel_aug: bool = True              # channel-level augmentations (False: geometry and erasing only)
+    grey_remap_p: float = 0.0             # chance a view's grey levels are redrawn (not in the paper; transforms)
     train_ids: int | None = None          # train on the first N training identities only (CPU budgets)
     val_fraction: float = 0.1             # training ids held out for model selection (not SYSU: it ships val ids)
 
@@ -241,6 +242,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"optim.optimizer={cfg.optim.optimizer!r}; expected 'sgd' or 'adam'")
     if cfg.data.dataset == "regdb" and not 1 <= cfg.data.trial <= 10:
         raise ValueError(f"data.trial={cfg.data.trial}; RegDB trials are 1..10")
+    if not 0 <= cfg.data.grey_remap_p <= 1:
+        raise ValueError(f"data.grey_remap_p={cfg.data.grey_remap_p} must be in [0, 1]")
     if not 0 <= cfg.data.pad_fraction < 0.5 or not 0 <= cfg.data.erasing_p <= 1:
         raise ValueError(f"data.pad_fraction={cfg.data.pad_fraction} must be in [0, 0.5) and "
                          f"data.erasing_p={cfg.data.erasing_p} in [0, 1]")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -28,7 +29,7 @@ from .metrics import eval_llcm, eval_regdb, eval_sysu
 
 __all__ = ["SYSU_CAMERAS", "ProtocolResult", "evaluate_split", "combine", "distance",
            "sample_sysu_gallery", "sample_sysu_gallery_from_perm", "sample_llcm_gallery",
-           "METRICS"]
+           "regdb_twins", "rank1_without_twins", "METRICS"]
 
 SYSU_CAMERAS = {"all": SYSU_VIS_CAMS, "indoor": SYSU_INDOOR_CAMS}   # gallery cameras, sampling order
 METRICS = ("r1", "r5", "r10", "r20", "mAP", "mINP")
@@ -223,6 +224,46 @@ def combine(results: Sequence[ProtocolResult]) -> ProtocolResult:
     gallery = first.gallery if all(r.gallery == first.gallery for r in results) else "mixed"
     return ProtocolResult(first.dataset, first.mode, first.direction, first.feature, gallery,
                           rows, curves)
+
+
+# ----------------------------------------------------------------------------- RegDB twins
+_IMAGE_NUMBER = re.compile(r"_(\d+)\.[A-Za-z]+$")
+
+
+def _image_numbers(images) -> np.ndarray:
+    numbers = []
+    for path in images.paths:
+        m = _IMAGE_NUMBER.search(str(path))
+        if m is None:
+            raise ValueError(f"{path}: no image number; RegDB files end in _<number>.bmp "
+                             "(e.g. Visible/1/male_back_v_01323_3.bmp)")
+        numbers.append(int(m.group(1)))
+    return np.asarray(numbers)
+
+
+def regdb_twins(query, gallery) -> np.ndarray:
+    """(n_query, n_gallery) mask of each query's *twin*: the gallery image of the same person with
+    the same image number.
+
+    RegDB's dual camera takes its visible image k and thermal image k of a person at one moment,
+    so a twin shares the query's pose, crop and scale to within the two lenses' offset. Matching
+    the silhouette finds it (grey pixels do) whatever the person's identity cues.
+    """
+    same_person = np.asarray(query.pids)[:, None] == np.asarray(gallery.pids)[None]
+    return same_person & (_image_numbers(query)[:, None] == _image_numbers(gallery)[None])
+
+
+def rank1_without_twins(split, query_feat: np.ndarray, gallery_feat: np.ndarray) -> float:
+    """Rank-1 of a RegDB split with each query's twin taken out of its gallery (`regdb_twins`):
+    how often the nearest *other* image is the same person, so pose matching alone cannot score.
+    Chance: 9 of 959 candidates with RegDB's ten images per person and modality."""
+    if split.dataset != "regdb":
+        raise ValueError(f"rank1_without_twins: dataset={split.dataset!r}; twins exist only in "
+                         "'regdb' (simultaneous visible/thermal pairs)")
+    d = distance(query_feat, gallery_feat)
+    d[regdb_twins(split.query, split.gallery)] = np.inf
+    g_pids = np.asarray(split.gallery.pids)
+    return float(np.mean(g_pids[np.argmin(d, axis=1)] == np.asarray(split.query.pids)))
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -118,3 +118,20 @@ def test_gpu_check_refuses_cleanly_without_cuda(tmp_path):
     assert run.returncode == 2
     assert "gpu-check needs CUDA" in run.stderr and "nothing was run" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_learning_reads_overrides_and_reports_twin_free_rank1():
+    bench = _script("bench_learning")
+    assert bench.parse_sets(["data.grey_remap_p=0.5", "model.arch=resnet18"]) == {
+        "data.grey_remap_p": 0.5, "model.arch": "resnet18"}
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        bench.parse_sets(["data.grey_remap_p"])
+    import pandas as pd
+    frame = pd.DataFrame([
+        {"model": "random features", "seed": "-", "r1": 1.0, "mAP": 2.0, "mINP": 1.0, "r1_no_twin": 1.0},
+        {"model": "grey pixels", "seed": "-", "r1": 6.0, "mAP": 3.0, "mINP": 1.0, "r1_no_twin": 1.5},
+        {"model": "agw", "seed": 0, "r1": 5.0, "mAP": 6.0, "mINP": 2.0, "r1_no_twin": 4.0},
+        {"model": "agw", "seed": 1, "r1": 7.0, "mAP": 6.0, "mINP": 2.0, "r1_no_twin": 5.0}])
+    out = bench.summarise(frame)
+    assert out.loc["agw", "R1 no twin (%)"] == "4.5 ± 0.7"
+    assert out.loc["agw", "R1 no twin / pixels"] == "3.00x" and out.loc["agw", "R1 / pixels"] == "1.00x"

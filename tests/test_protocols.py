@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from djanet.metrics import eval_llcm, eval_sysu
-from djanet.protocols import (ProtocolResult, combine, distance, evaluate_split, sample_llcm_gallery,
-                              sample_sysu_gallery, sample_sysu_gallery_from_perm)
+from djanet.protocols import (ProtocolResult, combine, distance, evaluate_split, rank1_without_twins,
+                              regdb_twins, sample_llcm_gallery, sample_sysu_gallery,
+                              sample_sysu_gallery_from_perm)
 
 try:
     from djanet.data.readers import EvalSplit, ImageList
@@ -206,3 +207,33 @@ def test_baselines_are_seeded_and_random_sits_at_chance(sysu_root):
     ids = len(set(split.query.pids))
     assert abs(a["random"].mean["r1"] - 1 / ids) < 0.25          # 2 test ids: chance 0.5
     assert a["random"].feature == "random" and len(a["random"].rows) == 10
+
+
+def _regdb_images(modality, letter, pids=(3, 7, 8), per=4):
+    folder = "Visible" if modality == "visible" else "Thermal"
+    paths = [f"/r/{folder}/{p}/male_back_{letter}_{p:05d}_{k}.bmp" for p in pids for k in range(1, per + 1)]
+    ids = np.repeat(np.array(pids, np.int64), per)
+    return ImageList(paths, ids, np.full(len(ids), 1 if letter == "v" else 2), ids.copy(), modality)
+
+
+def test_regdb_twins_and_rank1_without_them():
+    q, g = _regdb_images("visible", "v"), _regdb_images("infrared", "t")
+    twins = regdb_twins(q, g)
+    assert twins.sum() == len(q) and (twins.sum(1) == 1).all()
+    i, j = np.nonzero(twins)
+    assert all(q.paths[a].split("_")[-1] == g.paths[b].split("_")[-1] for a, b in zip(i, j))
+    split = EvalSplit("regdb", q, g, "all", "v2t", "/r")
+    # features that match the moment (the image itself, then its pose): each query finds its
+    # twin, and without it another person in the same pose
+    number = np.array([int(p.split("_")[-1][0]) - 1 for p in q.paths])
+    pose = np.hstack([np.eye(len(q)), 0.5 * np.eye(4)[number]])
+    assert evaluate_split(split, pose, pose).mean["r1"] == 1.0
+    assert rank1_without_twins(split, pose, pose) == 0.0
+    # features that know the person: the twin is not needed
+    person = np.hstack([np.eye(3)[[(3, 7, 8).index(p) for p in q.pids]], 0.01 * np.eye(4)[number]])
+    assert rank1_without_twins(split, person, person) == 1.0
+    with pytest.raises(ValueError, match="twins exist only in 'regdb'"):
+        rank1_without_twins(EvalSplit("sysu", q, g, "all", "i2v", "/r"), person, person)
+    bad = ImageList(["/r/Thermal/3/a.bmp"], np.array([3]), np.array([2]), np.array([3]), "infrared")
+    with pytest.raises(ValueError, match="a.bmp: no image number"):
+        regdb_twins(q, bad)

@@ -145,3 +145,40 @@ def test_the_data_config_switch_reaches_the_training_loader(sysu_root):
         plain = T.test_transform(cfg.data.img_size)(load_image(path))
         for view in views:    # the resized image, maybe mirrored, nothing else
             assert torch.equal(view, plain) or torch.equal(view, plain.flip(2))
+
+
+def test_grey_remap_redraws_levels_but_keeps_regions():
+    """Pixels of one grey level stay one level (geometry survives); the levels themselves move,
+    the three channels stay equal (a grey image), and p=0 changes nothing."""
+    grey = torch.zeros(8, 4)
+    grey[:4], grey[4:, :2] = 0.2, 0.9              # three regions: 0.2, 0.9 and 0.0
+    raw = grey.expand(3, 8, 4)
+    mean = torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(T.IMAGENET_STD).view(3, 1, 1)
+    x = (raw - mean) / std
+    assert torch.equal(T.RandomGreyRemap(p=0.0, generator=gen(0))(x), x)
+    seen = []
+    for seed in range(20):
+        out = T.RandomGreyRemap(p=1.0, knots=4, generator=gen(seed))(x) * std + mean
+        assert torch.allclose(out[0], out[1], atol=1e-6) and torch.allclose(out[0], out[2], atol=1e-6)
+        levels = [float(out[0][grey == v].unique().mean()) for v in (0.0, 0.2, 0.9)]
+        for v in (0.0, 0.2, 0.9):                  # each region is still one level
+            assert float(out[0][grey == v].std()) < 1e-5
+        assert all(0.0 <= lv <= 1.0 for lv in levels)
+        seen.append(levels)
+    seen = torch.tensor(seen)
+    assert (seen.std(0) > 0.15).all()              # each region's level is redrawn...
+    order = seen.argsort(1)
+    assert len({tuple(o.tolist()) for o in order}) >= 4   # ...and not only monotonically
+
+
+def test_grey_remap_reaches_the_views_and_is_checked():
+    from djanet.config import get_config
+
+    img = np.random.default_rng(2).integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    for view in T.train_views((32, 16), grey_remap_p=1.0):
+        out = view(img)
+        assert torch.allclose(T.denormalise(out)[0], T.denormalise(out)[2], atol=1e-5)
+    with pytest.raises(ValueError, match="data.grey_remap_p=1.5"):
+        get_config("tiny", **{"data.grey_remap_p": 1.5})

@@ -21,9 +21,11 @@ class FourViewDataset(Dataset):
     """
 
     def __init__(self, split: TrainSplit, img_size: tuple[int, int], cache=None,
-                 pad_fraction: float = 0.05, erasing_p: float = 0.5, channel_aug: bool = True):
+                 pad_fraction: float = 0.05, erasing_p: float = 0.5, channel_aug: bool = True,
+                 grey_remap_p: float = 0.0):
         self.split, self.cache = split, cache
-        self.vis1, self.vis2, self.ir1, self.ir2 = train_views(img_size, pad_fraction, erasing_p, channel_aug)
+        self.vis1, self.vis2, self.ir1, self.ir2 = train_views(img_size, pad_fraction, erasing_p,
+                                                               channel_aug, grey_remap_p)
         if cache is not None:
             for m in ("visible", "infrared"):
                 if len(cache[m]) != len(getattr(split, m)):
@@ -67,7 +69,7 @@ def four_view_loader(split: TrainSplit, cfg_data, pairs, cache=None, pin_memory:
                      generator: torch.Generator | None = None) -> DataLoader:
     """A DataLoader of P x K four-view batches over `pairs` (a sampler or a list of index pairs)."""
     dataset = FourViewDataset(split, cfg_data.img_size, cache, cfg_data.pad_fraction, cfg_data.erasing_p,
-                              cfg_data.channel_aug)
+                              cfg_data.channel_aug, cfg_data.grey_remap_p)
     return DataLoader(dataset, sampler=pairs,
                       batch_size=batch_size(cfg_data), drop_last=True, num_workers=cfg_data.workers,
                       generator=generator, pin_memory=pin_memory, persistent_workers=False)

@@ -91,6 +91,36 @@ class RandomChannelScale:
         return x * s.to(x.dtype).view(3, 1, 1)
 
 
+class RandomGreyRemap:
+    """With probability `p`, redraw the image's grey levels: its luminance, stretched to [0, 1],
+    goes through a random piecewise-linear curve (`knots` segments, levels drawn uniformly, not
+    necessarily monotone), the same for the three channels.
+
+    A thermal camera's grey levels owe nothing to the visible dye, so between visible and
+    thermal images only geometry (body shape, garment layout, patterns) carries identity; a view
+    whose levels are redrawn keeps exactly that. Not in the paper (`data.grey_remap_p=0` there).
+    """
+
+    def __init__(self, p: float = 0.5, knots: int = 4, generator: torch.Generator | None = None):
+        if knots < 1:
+            raise ValueError(f"knots={knots}; expected >= 1")
+        self.p, self.knots, self.generator = p, knots, generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if _u(self.generator) >= self.p:
+            return x
+        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
+        grey = _luma(x * std + mean)
+        lo, hi = grey.min(), grey.max()
+        t = (grey - lo) / (hi - lo).clamp_min(1e-6) * self.knots
+        i = t.floor().clamp(max=self.knots - 1).long()
+        levels = torch.rand(self.knots + 1, generator=self.generator).to(x.dtype)
+        f = t - i
+        out = levels[i] * (1 - f) + levels[i + 1] * f
+        return (out.expand_as(x) - mean) / std
+
+
 def _start(img_size) -> list:
     return [v2.ToImage(), v2.Resize(tuple(img_size), antialias=True)]
 
@@ -111,7 +141,7 @@ def _normalise() -> list:
 
 
 def train_views(img_size: tuple[int, int], pad_fraction: float = 0.05, erasing_p: float = 0.5,
-                channel_aug: bool = True):
+                channel_aug: bool = True, grey_remap_p: float = 0.0):
     """(VIS-1, VIS-2, IR-1, IR-2): PIL image / uint8 array or tensor -> normalised float tensor.
 
     `pad_fraction`: pad+crop shift as a fraction of the width (see `pad_pixels`); `erasing_p`:
@@ -119,7 +149,15 @@ def train_views(img_size: tuple[int, int], pad_fraction: float = 0.05, erasing_p
     channel-level augmentations (grayscale, channel exchange, adaptive gray, brightness jitter,
     channel scaling; channel-mean erasing becomes plain erasing), so an ablation can measure what
     they add: the four views then differ only by their random shift, flip and erasing.
+    `grey_remap_p`: probability that a view's grey levels are redrawn last (`RandomGreyRemap`).
     """
+    views = _views(img_size, pad_fraction, erasing_p, channel_aug)
+    if grey_remap_p > 0:
+        views = tuple(v2.Compose([view, RandomGreyRemap(p=grey_remap_p)]) for view in views)
+    return views
+
+
+def _views(img_size, pad_fraction: float, erasing_p: float, channel_aug: bool) -> tuple:
     geometry = _geometry(img_size, pad_fraction)
     if not channel_aug:
         plain = [v2.RandomErasing(p=erasing_p)]
