@@ -247,7 +247,9 @@ def regdb_twins(query, gallery) -> np.ndarray:
 
     RegDB's dual camera takes its visible image k and thermal image k of a person at one moment,
     so a twin shares the query's pose, crop and scale to within the two lenses' offset. Matching
-    the silhouette finds it (grey pixels do) whatever the person's identity cues.
+    the silhouette finds it (grey pixels do) whatever the person's identity cues. The synthetic
+    layout numbers its pairs so; on the real files this takes the last number of
+    ``..._v_NNNNN_k.bmp`` / ``..._t_NNNNN_k.bmp`` as the capture, which is an assumption.
     """
     same_person = np.asarray(query.pids)[:, None] == np.asarray(gallery.pids)[None]
     return same_person & (_image_numbers(query)[:, None] == _image_numbers(gallery)[None])
