@@ -173,7 +173,7 @@ def main() -> None:
               for side in ("query", "gallery")}
     noise = np.random.default_rng(0)
     random_feats = {f"{side}_bn": noise.standard_normal((len(getattr(split, side)), 64))
-                    for side in ("query", "gallery")}
+                    for side in ("query", "gallery")} if split.dataset == "regdb" else {}
     rows = [row("random features", "-", floor["random"], twin_free(split, random_feats)),
             row("grey pixels", "-", floor["pixels"], {**split_gap(pixels, split), **twin_free(split, pixels)})]
     rows += network_rows("untrained", cfg, split, direction, a.seeds, device)

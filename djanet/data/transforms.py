@@ -109,15 +109,14 @@ class RandomGreyRemap:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if _u(self.generator) >= self.p:
             return x
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
-        grey = _luma(x * std + mean)
+        grey = _luma(_unnormalise(x))
         lo, hi = grey.min(), grey.max()
         t = (grey - lo) / (hi - lo).clamp_min(1e-6) * self.knots
         i = t.floor().clamp(max=self.knots - 1).long()
         levels = torch.rand(self.knots + 1, generator=self.generator).to(x.dtype)
         f = t - i
         out = levels[i] * (1 - f) + levels[i + 1] * f
+        mean, std = _mean_std(x.dtype)
         return (out.expand_as(x) - mean) / std
 
 
@@ -178,8 +177,16 @@ def test_transform(img_size: tuple[int, int]):
     return v2.Compose(_start(img_size) + _normalise())
 
 
+def _mean_std(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor(IMAGENET_MEAN, dtype=dtype).view(3, 1, 1),
+            torch.tensor(IMAGENET_STD, dtype=dtype).view(3, 1, 1))
+
+
+def _unnormalise(x: torch.Tensor) -> torch.Tensor:
+    mean, std = _mean_std(x.dtype)
+    return x * std + mean
+
+
 def denormalise(x: torch.Tensor) -> torch.Tensor:
     """Inverse of the normalisation, for showing a view as an image in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x * std + mean).clamp(0, 1)
+    return _unnormalise(x).clamp(0, 1)
