@@ -14,7 +14,7 @@ from .config import TrainConfig, get_config
 from .console import shown
 from .runtime import resolve_device, set_threads
 
-__all__ = ["setup", "shown"]
+__all__ = ["glue", "setup", "shown"]
 
 
 def setup(dataset: str = "sysu", preset: str = "cpu-demo", data_root: str | os.PathLike | None = None,
@@ -58,3 +58,19 @@ def _ready_notebook() -> None:
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None and getattr(shell, "kernel", None) is not None:
         shell.run_line_magic("matplotlib", "inline")
+
+
+def glue(name: str, value, display: bool = False):
+    """Record `value` under `name` for the book's prose (``{glue:text}`name:.1f` ``); returns `value`.
+
+    The book's pages state a measured number only through a key glued by the run that measured it,
+    so a page run on another dataset or preset never shows another run's figures. Where myst-nb is
+    not installed (a notebook opened on Colab), nothing is recorded and the value is only returned.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # the notebooks' extras leave myst-nb out
+        return value
+    item = getattr(value, "item", None)  # numpy and torch scalars: glue:text formats plain numbers only
+    _glue(name, item() if callable(item) and getattr(value, "ndim", 1) == 0 else value, display=display)
+    return value

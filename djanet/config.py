@@ -111,21 +111,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting: ImageNet-initialised ResNet-50 at 384x192, P=24 identities x K=4,
     # 150 epochs, AMP. The weights come from torchvision (download or the local torch cache).
     "paper": {"model.pretrained": True},
-    # From random weights on the synthetic SYSU-MM01 layout (96 test ids), in about four minutes a
-    # model on an idle 2-core CPU (book/method.md has the measured times). Chosen by measurement on
-    # validation ids of another data seed (book/method.md, "Training at CPU scale"): a half-width
-    # ResNet-18 (32-64-128-256 channels: 0.27 s a DJANet step against 0.45-0.6 s at full width),
-    # so 600 steps fit where 300 did, with a cosine learning rate per step; 16 identities x 1 pair
-    # (each step sees twice as many classes as 8 x 2), the first 100 training ids (each seen ~96
-    # times instead of ~32 over 296), shifts of 5% of the width and no erasing (the paper's pad 10
-    # was +-30% at 32 px wide), identity loss alone for two epochs before the triplet (margin 0.3)
-    # on the unit-normalised BN features instead of the pooled ones (on those, DJANet's triplet
-    # collapsed them: method chapter, "The triplet's way out"), Adam with a 10x head learning
-    # rate, torch threads chosen from measured step times (all cores when idle, one beside a busy
-    # process: djanet.threads). One attention head: the align module attends over the 8 positions
-    # of the 4x2 layer3 grid, so 8 heads had one dimension each (the paper's 32 heads over 288
-    # positions have 9); one head of 8 makes a step ~18% cheaper, spent on epochs of up to 80
-    # steps (one pass over the 100 ids' images: 79 steps on the default data, 790 in all).
+    # From random weights on the synthetic SYSU-MM01 layout (96 test ids), in a few minutes a model
+    # on a 2-core CPU. Each choice was measured beside its alternative on validation ids of another
+    # data draw (book/recipe.md has the table): a half-width ResNet-18 (32-64-128-256 channels), so
+    # twice the steps fit in the time of the full width, with a cosine learning rate per step;
+    # 16 identities x 1 pair (each step sees twice as many classes as 8 x 2); the first 100
+    # training ids (each seen ~3x as often as over 296); shifts of 5% of the width and no erasing
+    # (the paper's pad 10 would be +-30% at 32 px wide); the identity loss alone for two epochs
+    # before the triplet (margin 0.3) on the unit-normalised BN features instead of the pooled ones
+    # (on those, DJANet's triplet shrank every distance instead of ranking); Adam with a 10x head
+    # learning rate; torch threads chosen from measured step times (all cores when idle, one beside
+    # a busy process: djanet.threads). One attention head: the align module attends over the 8
+    # positions of the 4x2 layer3 grid, so 8 heads would have one dimension each (the paper's 32
+    # heads over 288 positions have 9); the saving is spent on epochs of up to 80 steps (one pass
+    # over the 100 ids' images: 79 steps on the default data, 790 in all).
     "cpu-demo": {
         "data.img_size": (64, 32), "data.ids_per_batch": 16, "data.num_pos": 1, "data.workers": 0,
         "data.train_ids": 100, "data.erasing_p": 0.0,
@@ -137,16 +136,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim.epochs": 10, "max_steps_per_epoch": 80,
         "eval_every": 2, "eval_trials": 10, "threads": "auto",
     },
-    # The book on one GPU in ten minutes: a target; nothing here is measured on a GPU yet. ResNet-50
-    # and the paper's align module at 256x128, random weights (pretrained=True for ImageNet's), all 296
-    # training ids of the synthetic SYSU-MM01 layout, AMP; otherwise the cpu-demo recipe (Adam, 10x
-    # head rate, a cosine rate per step, ID loss alone for two epochs, the triplet on unit BN
-    # features, no erasing). 16 ids x 2 pairs: many ids a step (better at CPU scale) in 128
-    # images, the full-width network, the step measured at 384x192
-    # on an H200 (0.18 s). *Estimate*: scaled by pixels ~0.08 s there, ~0.1 s on an H100, so
-    # 10 x 100 steps ~2 min for DJANet, ~1 for AGW. Eight workers read the memory-mapped cache: per
-    # process on this project's CPU a pair's four views took 2.5-2.8 ms of CPU from it, 4.0-4.5 ms
-    # from the image files (measured).
+    # The book on one GPU: ResNet-50 and the paper's align module at 256x128, random weights
+    # (pretrained=True for ImageNet's), all 296 training ids of the synthetic SYSU-MM01 layout, AMP;
+    # otherwise the cpu-demo recipe (Adam, 10x head rate, a cosine rate per step, ID loss alone for
+    # two epochs, the triplet on unit BN features, no erasing). 16 ids x 2 pairs: many ids a step
+    # (better at CPU scale) in 128 images for the full-width network; 10 epochs of at most 100
+    # steps. Eight workers read the memory-mapped array cache, so the loader keeps up with the
+    # GPU (`benchmarks/bench_train.py` reports whether it does); `make gpu-check` measures it.
     "gpu-demo": {
         "data.img_size": (256, 128), "data.ids_per_batch": 16, "data.num_pos": 2, "data.workers": 8,
         "data.use_cache": True, "data.erasing_p": 0.0,

@@ -98,7 +98,7 @@ class DJANetLoss(nn.Module):
     hardest negatives (across modalities, from random weights), shrinking every distance by a factor
     s lowers the loss to s * (d_ap - d_an) + margin, down to the margin itself.  A from-scratch
     network takes it: DJANet's pooled features (norm 22) ended 0.1 apart and the loss stuck at its
-    margin (book/method.md, "The triplet's way out").  Unit BN features cannot shrink that way,
+    margin (book/recipe.md).  Unit BN features cannot shrink that way,
     so only rearranging lowers the loss.
     """
 

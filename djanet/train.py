@@ -105,8 +105,8 @@ def make_optimizer(model: DJANet, optim: OptimConfig) -> torch.optim.Optimizer:
     if optim.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum,
                                weight_decay=optim.weight_decay, nesterov=True)
-    # One fused kernel over all parameters instead of a Python loop: 10.7 vs 37.6 ms per update of
-    # the cpu-demo DJANet on this project's 2-core CPU (`benchmarks/bench_train.py --optimizer`).
+    # One fused kernel over all parameters instead of a Python loop: several times faster per update
+    # of the cpu-demo DJANet on a 2-core CPU (`benchmarks/bench_train.py --optimizer` measures it).
     fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
     return torch.optim.Adam(groups, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
 
