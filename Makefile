@@ -4,8 +4,10 @@
 # and one to work on the notebooks:
 #   make lab    installs the book extras and a Jupyter kernel named $(KERNEL), starts JupyterLab on notebooks/
 #   make study  the ablation study (variants x SEEDS) into $(STUDY_RESULTS), which notebook 06 renders
-# On one GPU: `make book PRESET=gpu-demo DEVICE=cuda` (the book in about ten minutes, a target) and
-# `make gpu-check` (tests and benchmarks within about eight; exits with status 2 without CUDA).
+#   make readme README.md's results table, generated from book/results/ablation/
+# On one GPU: `make book PRESET=gpu-demo DEVICE=cuda` (the book at the gpu-demo preset) and
+# `make gpu-check` (tests and benchmarks within about eight, results into $(GPU_RESULTS); exits with
+# status 2 without CUDA).
 # Parameters forwarded to the notebooks: DATASET, DATA_ROOT, PRESET, DEVICE, EPOCHS.
 PYTHON   ?= python3
 DATASET  ?= sysu
@@ -20,12 +22,14 @@ GPU_CHECK_ARGS ?=
 SEEDS    ?= 0 1 2
 JOBS     ?= 2
 STUDY_RESULTS ?= book/results/ablation
+# gpu-check's logs, JSON and summary.md; $OUT when it is set (as benchmarks/gpu_check.py reads it)
+GPU_RESULTS ?= $(if $(OUT),$(OUT),book/results/gpu)
 
 NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html urls lab study bench gpu-check clean
+.PHONY: install install-test install-book test test-fast book notebooks html urls lab study readme bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -68,11 +72,16 @@ lab: install-book
 # Train-or-load every (variant, seed) run under runs/study/ (an interrupted study resumes), then write
 # study.csv, summary.csv and provenance.json to $(STUDY_RESULTS) for the book. JOBS runs train at once,
 # the CPU cores shared out among them (JOBS=2 on 2 cores: one torch thread each, and the single-core
-# parts, data loading and evaluation, of two runs overlap); JOBS=1 on one GPU.
+# parts, data loading and evaluation, of two runs overlap); JOBS=1 on one GPU. Then README.md's
+# results table is generated again from book/results/ablation/.
 study: install-book
 	$(PYTHON) -m djanet study --dataset $(DATASET) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 	  --gpu $(DEVICE) --out-dir runs/study/$(DATASET)-$(PRESET) --results $(STUDY_RESULTS) \
 	  $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(MAKE) readme
+
+readme:  # README.md's results block, from book/results/ablation/ (`python book/_ext/readme_results.py --check` only compares)
+	$(PYTHON) book/_ext/readme_results.py
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_metrics.py
@@ -80,8 +89,8 @@ bench: install-test
 	$(PYTHON) benchmarks/bench_data.py
 	$(PYTHON) benchmarks/bench_train.py
 
-gpu-check: install-test  # every GPU measurement in ~8 min (results in $$OUT or runs/gpu-check); install ".[mamba]" first for the fused kernel
-	$(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+gpu-check: install-test  # every GPU measurement in ~8 min, results in $(GPU_RESULTS); install ".[mamba]" first for the fused kernel
+	$(PYTHON) benchmarks/gpu_check.py --out $(GPU_RESULTS) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf _build book/executed .pytest_cache
