@@ -61,7 +61,7 @@ def _ready_notebook() -> None:
 
 
 def glue(name: str, value, display: bool = False):
-    """Record `value` under `name` for the book's prose (``{glue:text}`name:.1f` ``); returns `value`.
+    """Record `value` under `name` for the book's prose (myst-nb's glue roles); returns `value`.
 
     The book's pages state a measured number only through a key glued by the run that measured it,
     so a page run on another dataset or preset never shows another run's figures. Where myst-nb is
