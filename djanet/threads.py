@@ -1,21 +1,22 @@
 """torch's CPU thread count, chosen from measured step times (`threads="auto"`).
 
-On an idle 2-core machine a cpu-demo DJANet step takes 0.45 s with two threads and 0.82 s with
-one; beside one busy process it takes 1.48 s with two and 0.88 s with one (OpenMP threads wait
-for a core the neighbour holds; an earlier recipe measured 6.4 s against 0.37 s). No fixed count
-is right for both, and a neighbour can start or stop in the middle of a run, so `ThreadTuner`
-times the training steps under each candidate count, keeps the faster one and probes the others
-again now and then: sooner when the current choice slows down, less often while they keep losing.
+No fixed thread count is right for both an idle and a busy machine. On an idle 2-core CPU two
+threads nearly halve a training step; beside a process that holds one core, two threads are
+slower than one, because OpenMP's threads wait for each other while the neighbour holds a core.
+And a neighbour can start or stop in the middle of a run. So `ThreadTuner` times the training
+steps under each candidate count, keeps the faster one and probes the others again now and then:
+sooner when the current choice slows down, less often while they keep losing.
 
-Beside a busy neighbour a losing count can cost far more than it saves: in notebook 2 one
-two-thread step of the translator took ~15 s against 0.18 s on one thread. So a probe stops
-running a count that is more than twice as slow as the best known, the tuner starts at the
-cores `free_cores` finds idle, and probes are spaced so that what the losing counts cost stays
-within a tenth of the time between probes. Outside training (evaluation, feature extraction),
-"auto" is simply the cores free at that moment.
+Beside a busy neighbour a losing count can cost far more than it saves (a translator step on two
+threads can take many times as long as on one). So a probe stops running a count that is more
+than twice as slow as the best known, the tuner starts at the cores `free_cores` finds idle, and
+probes are spaced so that what the losing counts cost stays within a tenth of the time between
+probes. Outside training (evaluation, feature extraction), "auto" is simply the cores free at
+that moment.
 
 Changing the thread count changes the order of floating-point reductions, so an "auto" run is not
-bit-for-bit repeatable on CPU; set `threads=1` where that matters (the tests do).
+bit-for-bit repeatable on CPU; set `threads=1` where that matters (the tests and the ablation
+study do). `python benchmarks/bench_train.py --threads` measures the counts side by side.
 """
 from __future__ import annotations
 

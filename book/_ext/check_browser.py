@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
         return 2
     pages = sorted(p for p in folder.rglob("*.html")
                    if p.relative_to(folder).parts[0] not in ("_static", "_sources")
-                   and p.name not in ("genindex.html", "search.html", "py-modindex.html"))
+                   and p.name not in ("genindex.html", "search.html", "py-modindex.html")
+                   and 'http-equiv="Refresh"' not in p.read_text(encoding="utf-8", errors="replace")[:500])
     count = 0
     with tempfile.TemporaryDirectory() as profile:
         for page in pages:
