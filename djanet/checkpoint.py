@@ -75,14 +75,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _numpy_globals() -> list:
+    """What unpickling a NumPy array needs (the RNG state holds one), and nothing that runs code."""
+    multiarray = getattr(np, "_core", np.core).multiarray
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load` with `weights_only=True`: tensors, containers, numbers and NumPy arrays only.
+
+    A checkpoint is a pickle, and a pickle from someone else can run any code when it is opened;
+    the weights-only unpickler refuses every other object, so opening a file never runs its code.
+    """
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by `atomic_torch_save`, with a clear error when it is not one."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (expected a .pt file written by djanet)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # corrupted or foreign file
+        ckpt = safe_load(path, map_location=map_location)
+    except Exception as exc:  # corrupted, foreign, or holding objects that are not data
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a djanet checkpoint (expected a dict with 'model' and 'config')")

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import atomic_torch_save, rng_state, set_rng_state
+from .checkpoint import atomic_torch_save, rng_state, safe_load, set_rng_state
 from .config import check_threads
 from .console import progress
 from .data.prepare import data_identity
@@ -444,7 +444,7 @@ def train_translator(dataset: str, data_root: str | Path, checkpoint: str | Path
     checkpoint = Path(checkpoint)
     cfg = get_translate_config(cfg) if isinstance(cfg, str) else cfg
     dev = resolve_device(device)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.exists() else None
+    state = safe_load(checkpoint) if checkpoint.exists() else None
     if state is not None:
         _check_checkpoint(state, checkpoint)
         if state["dataset"] != dataset:
@@ -514,7 +514,7 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Gener
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"translator checkpoint {checkpoint} does not exist")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = safe_load(checkpoint)
     _check_checkpoint(state, checkpoint)
     cfg = config_from_dict(state["config"])
     gen = Generator(cfg.ngf, cfg.n_blocks, cfg.n_down, upsample=cfg.upsample)
