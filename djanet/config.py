@@ -247,6 +247,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
         raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")
+    if cfg.optim.epochs < 1:
+        raise ValueError(f"optim.epochs={cfg.optim.epochs}; expected at least 1")
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        raise ValueError(f"max_steps_per_epoch={cfg.max_steps_per_epoch}; expected None or at least 1")
+    if cfg.optim.lr <= 0 or cfg.optim.head_lr <= 0:
+        raise ValueError(f"optim.lr={cfg.optim.lr} and optim.head_lr={cfg.optim.head_lr}; expected both > 0")
 
 
 AGW_SWITCHES = {"model.stems": False, "model.align": False, "model.non_local": True,

@@ -56,6 +56,13 @@ def test_unknown_preset_and_bad_values_are_named():
         get_config("tiny", dataset="regdb", trial=11)
     with pytest.raises(ValueError, match="loss.triplet_features='feat'.*'pool', 'bn'"):
         get_config("tiny", triplet_features="feat")
+    for epochs in (0, -1):
+        with pytest.raises(ValueError, match=f"optim.epochs={epochs}; expected at least 1"):
+            get_config("tiny", epochs=epochs)
+    with pytest.raises(ValueError, match="max_steps_per_epoch=0"):
+        get_config("tiny", max_steps_per_epoch=0)
+    with pytest.raises(ValueError, match="optim.lr=0"):
+        get_config("tiny", lr=0)
 
 
 def test_gpu_demo_preset_is_the_paper_network_at_256x128_on_the_sysu_scale_synthetic_data():
