@@ -120,14 +120,60 @@ def provenance_table(prov: dict) -> pd.DataFrame:
 def source_note(prov: dict, frame: pd.DataFrame, where: str, full: bool) -> str:
     """Which numbers the page shows: the full study found in `where` (full), or a small stand-in's."""
     runs = f"{len(frame)} runs ({frame['variant'].nunique()} variants x {frame['seed'].nunique()} seeds)"
-    seconds = frame["train_s"].sum()
-    cost = (f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} s") + " of training in all"
     made = f"the `{prov.get('preset')}` preset on {prov.get('dataset')}"
     if full:
-        return (f"These are the numbers of the study in `{where}`: {runs}, {cost}, made by `{prov['command']}` "
-                f"on {str(prov.get('date', ''))[:10]} with {made}. This notebook renders them and trains "
-                "nothing; the table below says where and how they were made.")
+        return (f"These are the numbers of the study in `{where}`: {runs} with {made}, made by "
+                f"`{prov['command']}`. This notebook renders them and trains nothing; the study's provenance "
+                "(`provenance.json`) records how they were made.")
     return (f"**These are not the full study's numbers.** `{where}` holds no study, so this notebook ran a small "
-            f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, {cost}, with {made}. "
+            f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, with {made}. "
             "`make study` runs the whole grid (six variants x three seeds) and writes it where the book "
             "renders it from.")
+
+
+def gap_findings(frame: pd.DataFrame, summary: pd.DataFrame, baseline: str = "agw", model: str = "djanet",
+                 without: str = "djanet-nochannel") -> list[str]:
+    """What a study says about the modality gap of `model` and `baseline`, in sentences computed from its
+    rows (`frame`, one per run) and `summary`: retrieval across modalities, how much of the matching
+    survives the change of modality, the variant `without` channel augmentations, and the paired
+    differences that exclude zero. Variants missing from the study are left out."""
+    cols = [c for c in ("R1", "mAP", "cross_share", "r1_within", "r1_cross", "modality_acc", "fit_all")
+            if c in frame]
+    stats = frame.groupby("variant")[cols].agg(["mean", "std"])
+    labels = frame.groupby("variant")["label"].first()
+
+    def ms(variant: str, col: str, digits: int = 2) -> str:
+        mean, std = stats.loc[variant, (col, "mean")], stats.loc[variant, (col, "std")]
+        return f"{mean:.{digits}f}" + ("" if np.isnan(std) else f" ± {std:.{digits}f}")
+
+    if not {baseline, model} <= set(stats.index):
+        return []
+    b, m = labels[baseline], labels[model]
+    seeds = int(frame[frame["variant"] == model]["seed"].nunique())
+    out = [f"On the test protocol, {b} reaches a rank-1 of {ms(baseline, 'R1', 1)}% and {m} "
+           f"{ms(model, 'R1', 1)}% (mean ± standard deviation over {seeds} seeds). Against every visible image "
+           f"of the test identities, infrared→visible rank-1 (`r1_cross`) is {ms(baseline, 'r1_cross')} and "
+           f"{ms(model, 'r1_cross')}; visible→visible across cameras (`r1_within`) {ms(baseline, 'r1_within')} "
+           f"and {ms(model, 'r1_within')}."]
+    share = stats.loc[model, ("cross_share", "mean")]
+    acc = stats.loc[model, ("modality_acc", "mean")]
+    out.append(f"`cross_share` is {ms(baseline, 'cross_share')} for {b} and {ms(model, 'cross_share')} for {m}: "
+               f"of what {m}'s features match above chance within the visible modality, about {share:.0%} "
+               f"survives into infrared. A linear classifier "
+               + ("still tells the two modalities apart" if acc > 0.75 else "tells the two modalities apart only in part")
+               + f" (`modality_acc` {ms(baseline, 'modality_acc')} and {ms(model, 'modality_acc')}; one half is chance).")
+    if without in stats.index and "fit_all" in cols:
+        fit, fit_without = stats.loc[model, ("fit_all", "mean")], stats.loc[without, ("fit_all", "mean")]
+        share_without = stats.loc[without, ("cross_share", "mean")]
+        out.append(f"Without the channel augmentations ({labels[without]}), the classifier names "
+                   f"{ms(without, 'fit_all', 0)}% of the training images (with them: {ms(model, 'fit_all', 0)}%) "
+                   f"and `cross_share` is {ms(without, 'cross_share')} (with them: {ms(model, 'cross_share')})"
+                   + (": fitting the training identities better did not carry more of the matching into infrared."
+                      if fit_without > fit and share_without < share else "."))
+    out += conclusions(summary[summary["variant"].isin([baseline, model])], metrics=("R1", "mAP"), baseline=baseline)
+    clear = summary[(summary["metric"] == "R1") & (summary["paired_n"] > 1) & summary["excludes_zero"].astype(bool)]
+    out.append(f"Beyond the spread between seeds, rank-1 differs from {b}'s for: " + "; ".join(
+        f"{r['label']} ({_fmt(r['diff'], 'R1', '+')} [{_fmt(r['diff_low'], 'R1')}, {_fmt(r['diff_high'], 'R1')}])"
+        for _, r in clear.iterrows()) + "." if len(clear) else
+        f"No variant's rank-1 differs from {b}'s beyond the spread between seeds.")
+    return out

@@ -52,7 +52,9 @@ def test_every_copy_of_the_repository_address_agrees_with_pyproject():
     url = mod.repository_url(ROOT)
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        assert nb.cells[0].source.splitlines()[0] == mod.badge(url, "main", f"notebooks/{path.name}")
+        # a plain text link, not a badge image: the book's pages load nothing from another site
+        assert nb.cells[0].source.splitlines()[0] == mod.colab_link(url, "main", f"notebooks/{path.name}")
+        assert "![" not in nb.cells[0].source
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert mod.INSTALL_TAG in first_code.metadata.tags and "remove-cell" in first_code.metadata.tags
         assert f'"git+{url}@main"' in first_code.source
@@ -63,13 +65,20 @@ def test_stamping_follows_a_new_address(tmp_path):
     for name in ("pyproject.toml", "_config.yml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("runs", ".*"))
+    first = tmp_path / "notebooks" / NOTEBOOKS[0].name   # an older copy, with the badge image on its first line
+    old = json.loads(first.read_text())
+    old["cells"][0]["source"][0] = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                                    "(https://colab.research.google.com/github/x/y/blob/main/notebooks/a.ipynb)\n")
+    first.write_text(json.dumps(old, indent=1, ensure_ascii=False) + "\n")
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(mod.repository_url(ROOT), "https://github.com/someone/djanet"))
     assert len(mod.stamp(tmp_path)) == len(NOTEBOOKS) + 1
     assert mod.stamp(tmp_path, check=True) == []
     assert "url: https://github.com/someone/djanet\n" in (tmp_path / "_config.yml").read_text()
     nb = json.loads((tmp_path / "notebooks" / NOTEBOOKS[0].name).read_text())
-    assert "github/someone/djanet/blob/main/notebooks/" in nb["cells"][0]["source"][0]
+    assert nb["cells"][0]["source"][0] == mod.colab_link("https://github.com/someone/djanet", "main",
+                                                         f"notebooks/{NOTEBOOKS[0].name}") + "\n"
+    assert "colab-badge" not in json.dumps(nb["cells"][0])
     assert len(nb["cells"]) == len(nbformat.read(NOTEBOOKS[0], as_version=4).cells)  # replaced, not added
     pyproject.write_text(pyproject.read_text().replace("https://github.com/someone/djanet", "TODO"))
     with pytest.raises(ValueError, match=r"Repository = 'TODO'; expected https://github.com/OWNER/NAME"):

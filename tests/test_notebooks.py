@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -36,6 +37,29 @@ def test_source_has_no_outputs_and_one_parameters_cell(name):
         assert key in namespace, f"{name}.ipynb parameters lack {key!r}"
     assert namespace["data_root"] is None and namespace["device"] == "auto"
     assert nb.cells[0].cell_type == "markdown" and "What you will learn" in nb.cells[0].source
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert markdown[-2].startswith("## Summary") and markdown[-1].startswith("## Exercises"), \
+        f"{name}.ipynb should end with a '## Summary' and an '## Exercises' markdown cell"
+    assert not re.search(r"!\[[^\]]*\]\(\s*(https?:)?//", "\n".join(markdown)), f"{name}.ipynb shows an image from another site"
+    # glued values: each notebook's keys carry its number, so keys are unique across the book
+    for key in _glue_keys(nb):
+        assert key.startswith(f"nb{name[:2]}_"), f"{name}.ipynb pastes {key!r}; prefix its keys with nb{name[:2]}_"
+
+
+_GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
+
+
+def _glue_keys(nb) -> set[str]:
+    """The glued keys a notebook's markdown pastes ({glue:text}`key:.2f`, {glue}`key`)."""
+    keys = {m.group(1).split("::")[-1] for c in nb.cells if c.cell_type == "markdown"
+            for m in _GLUE_ROLE.finditer(c.source)}
+    return {key.rsplit(":", 1)[0] if ":" in key else key for key in keys}   # without the format
+
+
+def _glued(nb) -> set[str]:
+    """The keys an executed notebook recorded with myst_nb.glue."""
+    return {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if any(k.startswith("application/papermill.record/") for k in o.get("data", {}))}
 
 
 def _execute(name: str, tmp: Path, out: Path, **params) -> Path:
@@ -105,6 +129,17 @@ def test_notebooks_run_in_order_and_leave_their_files(book_run):
                                                                      "djanet-seed1"]
     assert all((ablation / f).is_file() for f in ("study.csv", "summary.csv", "provenance.json"))
     assert "These are not the full study's numbers" in _markdown_outputs(executed["06_ablation"])
+
+
+@pytest.mark.slow
+def test_every_value_a_page_pastes_is_glued_by_its_run(book_run):
+    """A {glue:text} role whose key the run did not record renders nothing (and warns): every key
+    pasted in a notebook's prose is glued by that notebook, whatever branch its run took."""
+    _, executed = book_run
+    for name, path in executed.items():
+        nb = nbformat.read(path, as_version=4)
+        missing = _glue_keys(nb) - _glued(nb)
+        assert not missing, f"{name} pastes keys its run did not glue: {sorted(missing)}"
 
 
 def _markdown_outputs(path: Path) -> str:
@@ -213,7 +248,10 @@ def test_book_builds_without_warnings_and_links_resolve(book_run, tmp_path):
     proc = subprocess.run([sys.executable, "-c", cli, "build", str(src), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True, timeout=540)
     log = proc.stdout + proc.stderr
-    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    # Sphinx's warnings and errors; a Jupyter kernel's own log lines ("[IPKernelApp] WARNING | ..."), from
+    # the pages the build executes, say nothing about the book
+    warnings = [line for line in log.splitlines() if ("WARNING" in line or "ERROR" in line)
+                and not re.match(r"\[\w+\] WARNING \|", line)]
     assert proc.returncode == 0 and not warnings, "\n".join(warnings) or log[-3000:]
     problems = _check_html()(src / "_build" / "html")
     assert not problems, "\n".join(problems)
@@ -240,7 +278,12 @@ def _check_launch_buttons(html: Path, tmp_path: Path) -> None:
         assert links == {
             f"https://colab.research.google.com/github/{owner_name}/blob/main/notebooks/{name}.ipynb",
             f"https://mybinder.org/v2/gh/{owner_name}/main?urlpath=lab/tree/notebooks/{name}.ipynb"}, links
+        # the launch button and the text link at the top of the page
         assert page.count(f"colab.research.google.com/github/{owner_name}/blob/main/notebooks/{name}.ipynb") == 2
+        assert ">Open in Colab</a>" in page and "colab-badge" not in page
+        external = re.findall(r'<(?:img|script)\b[^>]*\bsrc="((?:https?:)?//[^"]*)"', page) + \
+            re.findall(r'<link\b[^>]*\bhref="((?:https?:)?//[^"]*)"', page)
+        assert not external, f"{name}.html loads images, scripts or styles from other sites: {external}"
         assert "DJANET_SOURCE" not in page, f"{name}.html shows the install cell"
         assert str(tmp_path) not in page
 

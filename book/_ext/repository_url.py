@@ -1,7 +1,7 @@
 """The book's public home, declared once (pyproject.toml, [project.urls] Repository), and its copies.
 
 Colab opens a notebook without the rest of the repository, so the address has to be written into
-each notebook (its "Open in Colab" badge and its install cell) and into _config.yml (Jupyter Book
+each notebook (its "Open in Colab" link and its install cell) and into _config.yml (Jupyter Book
 cannot read pyproject.toml). This stamps those copies from pyproject.toml:
 
     python book/_ext/repository_url.py           # rewrite the copies that differ (`make book` runs it)
@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = "notebooks"
 EXECUTED = "book/executed"
 INSTALL_TAG = "djanet-install"
-BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-BADGE_START = "[![Open In Colab]("
+# The first line of each notebook: a plain text link, no badge image, so the book's pages load
+# nothing from another site. A first line in the older badge form is replaced as well.
+LINK_START = "[Open in Colab]("
+_OLD_BADGE_START = "[![Open In Colab]("
 _CONFIG_URL = re.compile(r"(?m)^(repository:\n(?:[ \t]+.*\n)*?[ \t]+url:[ \t]*).*$")
 _CONFIG_BRANCH = re.compile(r"(?m)^repository:\n(?:[ \t]+.*\n)*?[ \t]+branch:[ \t]*(\S+)")
 
@@ -57,8 +59,9 @@ def colab_url(url: str, branch: str, notebook: str) -> str:
     return f"https://colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/{notebook}"
 
 
-def badge(url: str, branch: str, notebook: str) -> str:
-    return f"{BADGE_START}{BADGE_IMAGE})]({colab_url(url, branch, notebook)})"
+def colab_link(url: str, branch: str, notebook: str) -> str:
+    """The first line of `notebook`: a Markdown text link that opens it in Colab."""
+    return f"{LINK_START}{colab_url(url, branch, notebook)})"
 
 
 def install_cell(url: str, branch: str) -> str:
@@ -81,12 +84,12 @@ if importlib.util.find_spec("djanet") is None:
 
 
 def stamp_notebook(nb: dict, notebook: str, url: str, branch: str) -> dict:
-    """`nb` with its badge (top of the first cell) and its install cell (the first code cell) up to date."""
+    """`nb` with its Colab link (top of the first cell) and its install cell (the first code cell) up to date."""
     first = nb["cells"][0]
     lines = "".join(first["source"]).splitlines(keepends=True)
-    if lines and lines[0].startswith(BADGE_START):
+    if lines and lines[0].startswith((LINK_START, _OLD_BADGE_START)):
         lines = lines[1:]
-    first["source"] = _source_lines(badge(url, branch, notebook) + "\n\n" + "".join(lines).lstrip("\n"))
+    first["source"] = _source_lines(colab_link(url, branch, notebook) + "\n\n" + "".join(lines).lstrip("\n"))
     source = _source_lines(install_cell(url, branch))
     cells = [c for c in nb["cells"] if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
     if cells:
