@@ -243,3 +243,24 @@ def test_the_translated_copy_is_made_once_per_study(tmp_path):
     assert again == copy and info2 == info and (copy / "translation.json").stat().st_mtime_ns == stamp
     run = study.variant_config(cfg, "djanet-translated", 0, copy)
     assert run.data.translated_root == str(copy) and run.run_name == "djanet-translated-seed0"
+
+
+def test_gap_findings_state_the_study_files_numbers():
+    """Notebook 5's sentences on the study, checked against numbers read from a hand-made study."""
+    rows = []
+    for seed, (r1_a, r1_d, share_a, share_d) in enumerate([(20, 15, 0.30, 0.20), (22, 17, 0.26, 0.24)]):
+        rows += [dict(variant="agw", label="AGW baseline", seed=seed, R1=r1_a, mAP=r1_a + 3, cross_share=share_a,
+                      r1_within=0.8, r1_cross=0.2, modality_acc=0.9, fit_all=95.0),
+                 dict(variant="djanet", label="DJANet", seed=seed, R1=r1_d, mAP=r1_d + 3, cross_share=share_d,
+                      r1_within=0.7, r1_cross=0.1 + 0.1 * seed, modality_acc=0.7, fit_all=85.0),
+                 dict(variant="djanet-nochannel", label="no channel aug.", seed=seed, R1=10.0, mAP=13.0,
+                      cross_share=0.1, r1_within=0.9, r1_cross=0.1, modality_acc=0.99, fit_all=98.0)]
+    frame = pd.DataFrame(rows)
+    summary = study.summary_frame(frame)
+    text = " ".join(report.gap_findings(frame, summary))
+    assert "AGW baseline reaches a rank-1 of 21.0 ± 1.4% and DJANet 16.0 ± 1.4%" in text   # means of 20, 22 / 15, 17
+    assert "(`r1_cross`) is 0.20 ± 0.00 and 0.15 ± 0.07" in text
+    assert "about 22% survives" in text                                                   # DJANet's mean share 0.22
+    assert "tells the two modalities apart only in part" in text                           # modality_acc 0.7 < 0.75
+    assert "98 ± 0% of the training images (with them: 85 ± 0%)" in text
+    assert "did not carry more of the matching into infrared" in text                      # fits more, shares less
