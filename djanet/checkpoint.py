@@ -8,6 +8,7 @@ crash during a save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from contextlib import contextmanager
@@ -98,8 +99,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path} (expected a .pt file written by djanet)")
     try:
         ckpt = safe_load(path, map_location=map_location)
-    except Exception as exc:  # corrupted, foreign, or holding objects that are not data
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    except pickle.UnpicklingError as exc:   # the weights-only unpickler met an object that is not data
+        raise ValueError(f"cannot read checkpoint {path}: it holds objects other than tensors and plain data, "
+                         "and opening it could run code; refused") from exc
+    except Exception as exc:  # corrupted or foreign
+        raise ValueError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a djanet checkpoint (expected a dict with 'model' and 'config')")
     return ckpt

@@ -25,8 +25,9 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     marker = tmp_path / "ran"
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"w": torch.zeros(2)}, "config": {}, "payload": _RunsCode(marker)}, bad)
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match="cannot read checkpoint .*bad.pt: it holds objects other than") as err:
         load_checkpoint(bad)
+    assert "\n" not in str(err.value)
     assert not marker.exists(), "loading the checkpoint ran the code it carried"
 
 

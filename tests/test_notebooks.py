@@ -195,6 +195,22 @@ def test_html_check_finds_broken_links_anchors_and_images(tmp_path):
     assert any("nope.png" in p for p in problems)
 
 
+def test_html_check_finds_what_a_page_loads_from_outside(tmp_path):
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "theme.css").write_text("@import url('https://fonts.example.org/a.css');")
+    (tmp_path / "local.js").write_text("")
+    (tmp_path / "index.html").write_text(
+        '<script src="local.js"></script><script src="https://cdn.example.org/mathjax.js"></script>'
+        '<link rel="stylesheet" href="//cdn.example.org/x.css"><img src="http://example.org/badge.svg">'
+        '<a href="https://example.org/paper">a link may point anywhere</a>'
+        '<p>r1 is {glue:text}`r1:.1f`</p><pre>{glue:text}`shown as code`</pre>'
+        '<div class="output traceback highlight-ipythontb">Traceback</div>')
+    problems = _check_html()(tmp_path)
+    assert len(problems) == 6, problems
+    assert sum("from outside the build" in p for p in problems) == 4
+    assert any("raw {glue}" in p for p in problems) and any("error output" in p for p in problems)
+
+
 def _stream_outputs(path: Path) -> list[dict]:
     nb = nbformat.read(path, as_version=4)
     return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]

@@ -6,7 +6,6 @@ stays typed is what is not measured here (the paper's scores, dataset sizes, hyp
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -98,26 +97,3 @@ def test_evaluation_chapter_comes_before_the_notebook_that_uses_it():
     assert toc.index("book/evaluation") < toc.index("book/executed/04_evaluation")
     for name in ("glossary", "recipe", "usage"):
         assert f"book/{name}" in toc
-
-
-def _check_html():
-    spec = importlib.util.spec_from_file_location("check_html", ROOT / "book" / "_ext" / "check_html.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.check_html
-
-
-def test_html_check_finds_what_a_page_loads_from_outside(tmp_path):
-    (tmp_path / "_static").mkdir()
-    (tmp_path / "_static" / "theme.css").write_text("@import url('https://fonts.example.org/a.css');")
-    (tmp_path / "local.js").write_text("")
-    (tmp_path / "index.html").write_text(
-        '<script src="local.js"></script><script src="https://cdn.example.org/mathjax.js"></script>'
-        '<link rel="stylesheet" href="//cdn.example.org/x.css"><img src="http://example.org/badge.svg">'
-        '<a href="https://example.org/paper">a link may point anywhere</a>'
-        '<p>r1 is {glue:text}`r1:.1f`</p><pre>{glue:text}`shown as code`</pre>'
-        '<div class="output traceback highlight-ipythontb">Traceback</div>')
-    problems = _check_html()(tmp_path)
-    assert len(problems) == 6, problems
-    assert sum("from outside the build" in p for p in problems) == 4
-    assert any("raw {glue}" in p for p in problems) and any("error output" in p for p in problems)
