@@ -29,7 +29,7 @@ NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html urls lab study readme bench gpu-check clean
+.PHONY: install install-test install-book test test-fast book notebooks html browser-check urls lab study readme bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -64,6 +64,11 @@ html: install-book urls
 	$(PYTHON) book/_ext/check_html.py _build/html
 
 book: notebooks html
+
+# Every page of the built book opened offline in headless Chromium (Debian's `chromium`): equations
+# typeset by the bundled MathJax, images loaded, no raw glue keys.
+browser-check:
+	$(PYTHON) book/_ext/check_browser.py _build/html
 
 lab: install-book
 	$(PYTHON) -m ipykernel install --user --name $(KERNEL) --display-name "Python ($(KERNEL))"
