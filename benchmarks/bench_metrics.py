@@ -4,11 +4,15 @@ and LLCM sizes.
     python benchmarks/bench_metrics.py            # SYSU 3,803 x 301 x 10 trials; LLCM 7,166 x 3,159
     python benchmarks/bench_metrics.py --quick    # smaller, for a smoke test
     python benchmarks/bench_metrics.py --rerank-only
+    python benchmarks/bench_metrics.py --rerank-only --protocols sysu   # re-ranking at SYSU-MM01 size only
 
 Re-ranking (djanet.rerank.rerank, k1=20, k2=6, lambda=0.3) runs on 2,048-dimensional features
-(ResNet-50's) shaped like one trial of each protocol; the time of one trial and the peak memory
-NumPy allocated (tracemalloc) are printed, and the result is checked against the per-query
-reference on a small subset first.
+(ResNet-50's) shaped like one trial of each protocol, on one BLAS thread (threadpoolctl, when
+installed; otherwise set OPENBLAS_NUM_THREADS=1), in both conventions: "released" (the authors'
+code, the default) and "paper" (the equations literally).  The time of one trial for each,
+interleaved, best of --repeat, their ratio, the peak memory NumPy allocated (tracemalloc) and
+how many queries keep the same top-1 under both are printed; the paper convention is first
+checked against the per-query reference on a small subset (the tests check both).
 
 Inputs are synthetic but shaped like the real protocols: identity-structured random features
 (L2-normalised, distance -(q @ g.T)), SYSU query cameras 3/6 against gallery cameras 1/2/4/5
@@ -21,6 +25,7 @@ times are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -97,30 +102,50 @@ def rerank_features(n_query, n_gallery, n_ids, dim=2048, seed=2):
     return _features(q_pids, centers, rng, noise=1.5), _features(g_pids, centers, rng, noise=1.5)
 
 
+@contextlib.contextmanager
+def one_blas_thread():
+    """Limit NumPy's BLAS to one thread where threadpoolctl can; say what was done."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield "BLAS threads not limited (threadpoolctl missing): set OPENBLAS_NUM_THREADS=1"
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield "one BLAS thread (threadpoolctl)"
+
+
 def bench_rerank(name, n_query, n_gallery, n_ids, repeat):
     import tracemalloc
 
-    from djanet.rerank import reference_rerank, rerank
+    from djanet.rerank import CONVENTIONS, reference_rerank, rerank
     qf, gf = rerank_features(n_query, n_gallery, n_ids)
     small_q, small_g = qf[:60].astype(np.float64), gf[:50].astype(np.float64)
     x = np.vstack([small_q, small_g])
     d = np.maximum(2 - 2 * x @ x.T, 0)
     np.fill_diagonal(d, 0)
     ref = reference_rerank(d[:60, 60:], d[:60, :60], d[60:, 60:])
-    assert np.abs(rerank(small_q, small_g) - ref).max() < 1e-6, f"{name}: re-ranking differs from the reference"
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = rerank(qf, gf)
-        best = min(best, time.perf_counter() - t0)
-    tracemalloc.start()
-    rerank(qf, gf)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(f"{name:5s} re-ranking {n_query:>5d} x {n_gallery:<5d} (N = {n_query + n_gallery}, dim {qf.shape[1]})  "
-          f"{best:7.2f} s per trial   peak NumPy memory {peak / 2**20:6.0f} MiB   "
-          f"(output {out.nbytes / 2**20:.0f} MiB; a dense N x N float64 matrix would be "
-          f"{8 * (n_query + n_gallery) ** 2 / 2**20:.0f} MiB)")
+    assert np.abs(rerank(small_q, small_g, convention="paper") - ref).max() < 1e-6, \
+        f"{name}: paper-convention re-ranking differs from the reference"
+    best, out, peak = {c: float("inf") for c in CONVENTIONS}, {}, {}
+    for _ in range(repeat):                  # interleaved: the machine may be shared
+        for c in CONVENTIONS:
+            t0 = time.perf_counter()
+            out[c] = rerank(qf, gf, convention=c)
+            best[c] = min(best[c], time.perf_counter() - t0)
+    for c in CONVENTIONS:
+        tracemalloc.start()
+        rerank(qf, gf, convention=c)
+        peak[c] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    n = n_query + n_gallery
+    same_top1 = (out["released"].argmin(1) == out["paper"].argmin(1)).mean()
+    print(f"{name:5s} re-ranking {n_query:>5d} x {n_gallery:<5d} (N = {n}, dim {qf.shape[1]}), one trial:")
+    for c in CONVENTIONS:
+        print(f"      {c:8s} {best[c]:7.2f} s   peak NumPy memory {peak[c] / 2**20:6.0f} MiB")
+    print(f"      released / paper time ratio {best['released'] / best['paper']:.2f}   "
+          f"same top-1 under both: {100 * same_top1:.1f}% of queries   (output {out['paper'].nbytes / 2**20:.0f} MiB; "
+          f"a dense N x N float64 matrix would be {8 * n ** 2 / 2**20:.0f} MiB)")
+    return best
 
 
 def main(argv=None):
@@ -128,6 +153,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small inputs (a smoke test)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; best time kept")
     ap.add_argument("--rerank-only", action="store_true", help="time only the re-ranking")
+    ap.add_argument("--protocols", nargs="+", choices=("sysu", "llcm"), default=["sysu", "llcm"],
+                    help="which protocols' sizes to time re-ranking at")
     args = ap.parse_args(argv)
     print(f"numpy {np.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if not args.rerank_only:
@@ -137,12 +164,12 @@ def main(argv=None):
             sysu, llcm = sysu_inputs(), llcm_inputs()
         compare("SYSU", eval_sysu, reference_eval_sysu, sysu, args.repeat)
         compare("LLCM", eval_llcm, reference_eval_llcm, llcm, args.repeat)
-    if args.quick:
-        bench_rerank("SYSU", 400, 301, 96, 1)
-        bench_rerank("LLCM", 500, 600, 60, 1)
-    else:
-        bench_rerank("SYSU", 3803, 301, 96, args.repeat)
-        bench_rerank("LLCM", 7166, 3159, 351, args.repeat)
+    sizes = {"sysu": ("SYSU", 400, 301, 96), "llcm": ("LLCM", 500, 600, 60)} if args.quick else \
+        {"sysu": ("SYSU", 3803, 301, 96), "llcm": ("LLCM", 7166, 3159, 351)}
+    with one_blas_thread() as threads:
+        print(f"re-ranking on {threads}")
+        for p in args.protocols:
+            bench_rerank(*sizes[p], 1 if args.quick else args.repeat)
 
 
 if __name__ == "__main__":

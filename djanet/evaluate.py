@@ -97,8 +97,10 @@ def evaluate_split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig,
 
 
 def variant_suffix(flip: bool = False, rerank: "RerankConfig | bool | None" = None) -> str:
-    """'', '+flip', '+rerank' or '+flip+rerank': labels results and names the files they go to."""
-    return ("+flip" if flip else "") + ("+rerank" if rerank else "")
+    """'', '+flip', '+rerank' or '+flip+rerank' ('+rerank-paper' for the paper-literal re-ranking):
+    labels results and names the files they go to, so no variant replaces another's."""
+    paper = getattr(rerank, "convention", "released") == "paper"
+    return ("+flip" if flip else "") + (("+rerank-paper" if paper else "+rerank") if rerank else "")
 
 
 def metrics_path(out: str | os.PathLike, flip: bool = False, rerank: "RerankConfig | bool | None" = None) -> Path:

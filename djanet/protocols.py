@@ -360,7 +360,7 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
         if rerank is not None:
             from .rerank import rerank as k_reciprocal
             trial_dist = k_reciprocal(query_feat, np.asarray(gallery_feat)[idx], rerank.k1, rerank.k2,
-                                      rerank.lambda_value)
+                                      rerank.lambda_value, convention=rerank.convention)
         else:
             trial_dist = dist[:, idx]
         cmc, mAP, mINP = metric(trial_dist, idx)

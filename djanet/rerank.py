@@ -1,29 +1,68 @@
-"""k-reciprocal re-ranking, written from Zhong, Zheng, Cao and Li, "Re-ranking Person
-Re-identification with k-reciprocal Encoding" (CVPR 2017).
+"""k-reciprocal re-ranking (Zhong, Zheng, Cao and Li, "Re-ranking Person Re-identification with
+k-reciprocal Encoding", CVPR 2017), in two conventions: the authors' released code (the default)
+and the paper's equations taken literally.
 
 The queries and the gallery form one set of N elements with a distance d(i, j) between any
-two (the paper uses a Mahalanobis distance; `rerank` uses the squared Euclidean distance of
-L2-normalised features, which ranks exactly like the protocols' -(q @ g.T)):
+two.  `rerank` uses the squared Euclidean distance of L2-normalised features (2 - 2 cos, which
+ranks exactly like the protocols' -(q @ g.T)); `rerank_distances` uses the matrices it is given.
+Both conventions share these steps:
 
-- N(i, k): the k nearest neighbours of i, preceded by i itself (ranks 0..k; ties by index);
+- N(i, k): the k + 1 first entries of i's ranking (i itself first unless it ties at distance 0
+  with a lower index; ties are broken by index, a stable sort);
 - R(i, k) = {j in N(i, k) : i in N(j, k)}, the k-reciprocal neighbours (paper Eq. 4);
-- R*(i, k) = R(i, k) joined with R(q, k/2) for each q in R(i, k) whose
-  |R(i, k) & R(q, k/2)| >= 2/3 |R(q, k/2)| (Eq. 6; k/2 is rounded);
-- V[i, j] = exp(-d(i, j)) for j in R*(i, k1), else 0: the Gaussian-weighted encoding (Eq. 9);
+- R*(i, k) = R(i, k) joined with R(q, k/2) for each q in R(i, k) that overlaps R(i, k) enough
+  (Eq. 6);
+- V[i, j] > 0 for j in R*(i, k1) only, from exp(-d(i, j)) (Eq. 9);
 - local query expansion: V[i] <- the mean of V[j] over the first k2 entries of i's ranking,
-  i itself included (Eq. 12);
-- Jaccard distance d_J(i, j) = 1 - sum_m min(V[i,m], V[j,m]) / sum_m max(V[i,m], V[j,m]) (Eq. 11);
-- final distance d* = (1 - lambda) d_J + lambda d, for queries against the gallery (Eq. 13).
+  i itself included (Eq. 12), skipped when k2 = 1;
+- a Jaccard distance d_J between the rows of V (Eq. 11), mixed with the original distance:
+  d* = (1 - lambda) d_J + lambda d, queries against the gallery (Eq. 13).
 
-As in the paper, V is not normalised and d is not rescaled (widely used implementations
-divide d by each column's maximum and make each V row sum to one; their numbers differ).
-Neighbour lists are clamped to N when k1 or k2 exceed it.
+convention="released" (default) follows `re_ranking` in the authors' Python code
+(zhunzhong07/person-re-ranking, python-version/re_ranking_ranklist.py) and the copies the
+community evaluates with:
+
+- d is rescaled: every distance is divided by the maximum of its column of the N x N matrix,
+  and the matrix is transposed, so row i becomes d(., i) / max_m d(m, i) (for a symmetric d, i's
+  distances over their largest);  this rescaled d ranks the elements, weights V and enters d*;
+- k/2 is round(k1 / 2) (half to even, as np.around), with no floor at 1;
+- a candidate q joins R* when |R(q, k/2) & R(i, k1)| > 2/3 |R(q, k/2)| (strictly greater);
+- V[i, j] = exp(-d(i, j)) / sum over j' in R*(i, k1) of exp(-d(i, j')): each row sums to one;
+- d_J(i, j) = 1 - s / (2 - s) with s = sum_m min(V[i, m], V[j, m]) (2 - s is the sum of the
+  maxima when both rows sum to one, which query expansion preserves).
+
+convention="paper" takes the equations literally: d not rescaled, k/2 = max(1, round(k1 / 2)),
+the >= 2/3 rule of Eq. 6, V[i, j] = exp(-d(i, j)) unnormalised, and
+d_J = 1 - sum min / sum max.  The two give different numbers (and can give different rankings).
+
+Which code uses which: the released convention is what reid-strong-baseline and mangye16's
+AGW code (ReID-Survey, utils/re_ranking.py: `re_ranking(probFea, galFea, k1, k2, lambda_value)`,
+d = squared Euclidean distance of the features as given), torchreid (torchreid/utils/rerank.py),
+fast-reid (fastreid/evaluation/rerank.py) and mangye16's Cross-Modal-Re-ID-baseline
+(PAMI23_Unsupervised/reid/utils/rerank.py) ship, and so what re-ranked numbers from work built
+on them (VI-ReID papers among it) use.
+The distance-matrix form `re_ranking(q_g_dist, q_q_dist, g_g_dist, ...)` (the authors' Python
+code, torchreid, fast-reid) squares the distances it is given before rescaling; torchreid's
+engine passes it squared Euclidean distances (`metric="euclidean"`), so torchreid re-ranks the
+fourth power of the Euclidean distance.  `rerank_distances` does not square: to reproduce the
+distance-matrix form, pass the squares of what it would be passed.  fast-reid's evaluator
+(TEST.RERANK) calls a third variant, `compute_jaccard_distance` in fastreid/utils/compute_dist.py,
+that normalises V but neither rescales d nor mixes inside; its numbers follow neither
+convention exactly.  djanet computes in float64 (the copies use float32, some float16 for V) and
+breaks ranking ties by index (they use NumPy's default, unstable, argsort), so they agree with
+it to their precision where there are no exact ties.
+
+Neighbour lists are clamped to N when k1 or k2 exceed it.  In the released convention an element
+whose distances are all 0 (every element identical to it) keeps d = 0 instead of 0 / 0.
 
 Memory: nothing N x N is held.  Distances are computed in row blocks (from features) to find
-each element's neighbours; V is sparse (a few dozen entries per row); the Jaccard numerators
-are accumulated from V's shared columns, a bounded chunk of queries at a time.  The output
-(queries x gallery, float64) is the largest array.  `reference_rerank` is the plain per-query
-loop the tests compare against.
+each element's neighbours, and, in the released convention, its maximum in the same pass (the
+row maximum: for a symmetric d it is the column maximum; `rerank_distances` reads the columns of
+the matrix it builds, as the released code does); V is sparse (a few dozen entries per row); the
+Jaccard numerators are accumulated from V's shared columns, a bounded chunk of queries at a
+time.  The output (queries x gallery, float64) is the largest array.  `reference_rerank` is the
+paper convention's plain per-query loop the tests and the benchmark compare against (the tests
+hold their own per-query loop for the released convention).
 """
 from __future__ import annotations
 
@@ -31,34 +70,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RerankConfig", "rerank", "rerank_distances", "reference_rerank"]
+__all__ = ["CONVENTIONS", "RerankConfig", "rerank", "rerank_distances", "reference_rerank"]
 
+CONVENTIONS = ("released", "paper")   # the authors' released code (default); the paper's equations
 _BLOCK_ELEMENTS = 1 << 22     # distances per row block (~32 MiB of float64)
 _PAIR_BUDGET = 1 << 21        # (query entry, gallery entry) pairs expanded at once in the Jaccard step
 
 
 @dataclass(frozen=True)
 class RerankConfig:
-    """The paper's three parameters (its defaults, which the community uses unchanged)."""
+    """The paper's three parameters (its defaults, which the community uses unchanged) and the
+    convention: "released" (the authors' code, as the community runs it) or "paper"."""
     k1: int = 20                  # size of the k-reciprocal neighbour sets
     k2: int = 6                   # ranking entries averaged by the local query expansion
     lambda_value: float = 0.3     # weight of the original distance against the Jaccard distance
+    convention: str = "released"  # see the module docstring
 
     def __post_init__(self):
-        _check_params(self.k1, self.k2, self.lambda_value)
+        _check_params(self.k1, self.k2, self.lambda_value, self.convention)
 
 
-def _check_params(k1, k2, lambda_value) -> None:
+def _check_params(k1, k2, lambda_value, convention="released") -> None:
     if int(k1) != k1 or k1 < 1:
         raise ValueError(f"re-ranking k1={k1!r}; expected an integer >= 1 (the paper uses 20)")
     if int(k2) != k2 or k2 < 1:
         raise ValueError(f"re-ranking k2={k2!r}; expected an integer >= 1 (the paper uses 6)")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"re-ranking lambda={lambda_value!r}; expected a value in [0, 1] (the paper uses 0.3)")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"re-ranking convention={convention!r}; expected one of {', '.join(map(repr, CONVENTIONS))}")
 
 
-def _half(k1: int) -> int:
-    return max(1, int(round(k1 / 2)))
+def _half(k1: int, released: bool = False) -> int:
+    """k/2 of the expansion step: round half to even (np.around); the paper form keeps it >= 1."""
+    half = int(round(k1 / 2))
+    return half if released else max(1, half)
 
 
 # ----------------------------------------------------------------------------- distances
@@ -102,29 +148,56 @@ class _MatrixDistances:
         return np.asarray(self.d[i, j], dtype=np.float64)
 
 
+class _RowScaled:
+    """d(i, j) / scale[i]: the released convention's rescaled distances, from any of the above."""
+
+    def __init__(self, base, scale: np.ndarray):
+        self.base, self.scale, self.n = base, scale, base.n
+
+    def rows(self, a: int, b: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self.base.rows(a, b, start, stop) / self.scale[a:b, None]
+
+    def at(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return self.base.at(i, j) / self.scale[i]
+
+
 # ----------------------------------------------------------------------------- public API
 def rerank(query_feat: np.ndarray, gallery_feat: np.ndarray, k1: int = 20, k2: int = 6,
-           lambda_value: float = 0.3) -> np.ndarray:
+           lambda_value: float = 0.3, convention: str = "released") -> np.ndarray:
     """Re-ranked (n_query, n_gallery) distances from features (L2-normalised here).
 
     d is the squared Euclidean distance of the normalised features (2 - 2 cos), so the
-    original ranking is the protocols' one.  Smaller = closer, as everywhere in djanet.
+    original ranking is the protocols' one; it is what the released feature-based
+    `re_ranking(probFea, galFea, ...)` starts from when given normalised features.  `convention`
+    is "released" (the authors' code: d rescaled, V rows normalised) or "paper" (the equations
+    literally); see the module docstring.  Smaller = closer, as everywhere in djanet.
     """
+    _check_params(k1, k2, lambda_value, convention)
     q, g = _as_2d(query_feat, "query_feat"), _as_2d(gallery_feat, "gallery_feat")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query_feat has {q.shape[1]} dimensions but gallery_feat has {g.shape[1]}")
     x = np.concatenate([q, g])
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12).astype(x.dtype)
-    return _rerank(_FeatureDistances(x), len(q), k1, k2, lambda_value)
+    return _rerank(_FeatureDistances(x), len(q), k1, k2, lambda_value, convention)
 
 
 def rerank_distances(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                     lambda_value: float = 0.3) -> np.ndarray:
-    """Re-ranked (n_query, n_gallery) distances from the three distance matrices.
+                     lambda_value: float = 0.3, convention: str = "released") -> np.ndarray:
+    """Re-ranked (n_query, n_gallery) distances from the three distance matrices, used as given.
 
-    Holds the full (N, N) matrix; for large sets use `rerank` on features instead.
+    Unlike the released `re_ranking(q_g_dist, q_q_dist, g_g_dist)`, which squares its inputs,
+    nothing is squared here: pass squared Euclidean distances to match `rerank`, or the squares
+    of what the released function would be passed to reproduce it (torchreid passes squared
+    Euclidean distances, so its d is their square).  In the released convention the matrix's
+    columns are read as rows (its column maximum, then transpose), as the released code does;
+    for symmetric matrices that changes nothing.  Holds the full (N, N) matrix; for large sets
+    use `rerank` on features instead.
     """
-    return _rerank(_MatrixDistances(_full_matrix(q_g, q_q, g_g)), len(q_g), k1, k2, lambda_value)
+    _check_params(k1, k2, lambda_value, convention)
+    d = _full_matrix(q_g, q_q, g_g)
+    if convention == "released":
+        d = d.T
+    return _rerank(_MatrixDistances(d), len(q_g), k1, k2, lambda_value, convention)
 
 
 def _as_2d(x, name: str) -> np.ndarray:
@@ -151,32 +224,47 @@ def _full_matrix(q_g, q_q, g_g) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- vectorised core
-def _rerank(dist, n_query: int, k1: int, k2: int, lambda_value: float) -> np.ndarray:
-    _check_params(k1, k2, lambda_value)
+def _rerank(dist, n_query: int, k1: int, k2: int, lambda_value: float, convention: str = "released") -> np.ndarray:
+    _check_params(k1, k2, lambda_value, convention)
+    released = convention == "released"
     n = dist.n
-    m1, mh, mq = min(k1, n - 1) + 1, min(_half(k1), n - 1) + 1, min(k2, n)
-    ranked = _nearest(dist, max(m1, mq))                          # (n, m): i itself first
+    m1, mh, mq = min(k1, n - 1) + 1, min(_half(k1, released), n - 1) + 1, min(k2, n)
+    ranked, row_max = _nearest(dist, max(m1, mq), rescale=released)   # (n, m): i itself first
+    if released:
+        dist = _RowScaled(dist, row_max)
     nbr1, nbrh = ranked[:, :m1], ranked[:, :mh]
     rec1, rech = _reciprocal(nbr1), _reciprocal(nbrh)
-    rows, cols = _expanded_sets(nbr1, rec1, nbrh, rech)
+    rows, cols = _expanded_sets(nbr1, rec1, nbrh, rech, strict=released)
     vals = np.exp(-dist.at(rows, cols))
+    if released:                                                    # each row of V sums to one
+        vals /= np.bincount(rows, weights=vals, minlength=n)[rows]
     ptr = _row_pointers(rows, n)
     rows, cols, vals = _query_expansion(ranked[:, :mq], ptr, cols, vals, n)
-    return _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value)
+    return _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value, released)
 
 
 def _block_rows(n_cols: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(n_cols, 1))
 
 
-def _nearest(dist, m: int) -> np.ndarray:
-    """(n, m) indices of each row's m smallest distances, ascending, ties by index (stable)."""
+def _nearest(dist, m: int, rescale: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, m) indices of each row's m smallest distances, ascending, ties by index (stable).
+
+    With `rescale`, also each row's maximum (1 where it is 0), and the rows are ranked after
+    division by it, as the released code ranks its rescaled matrix: one pass over the blocks."""
     n, step = dist.n, _block_rows(dist.n)
     out = np.empty((n, m), dtype=np.int64)
+    row_max = np.empty(n, dtype=np.float64) if rescale else None
     for a in range(0, n, step):
         b = min(a + step, n)
-        out[a:b] = _smallest(dist.rows(a, b), m)
-    return out
+        d = dist.rows(a, b)
+        if rescale:
+            mx = d.max(axis=1)
+            mx[mx <= 0] = 1.0
+            row_max[a:b] = mx
+            d = d / mx[:, None]
+        out[a:b] = _smallest(d, m)
+    return out, row_max
 
 
 def _smallest(d: np.ndarray, m: int) -> np.ndarray:
@@ -202,8 +290,11 @@ def _reciprocal(nbr: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _expanded_sets(nbr1, rec1, nbrh, rech) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) pairs of R*(i, k1) for every i, sorted by row then column."""
+def _expanded_sets(nbr1, rec1, nbrh, rech, strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) pairs of R*(i, k1) for every i, sorted by row then column.
+
+    A candidate's R(q, k/2) joins when its overlap with R(i, k1) is >= 2/3 of its size (the
+    paper), or > 2/3 with `strict` (the released code)."""
     n, m1 = nbr1.shape
     mh = nbrh.shape[1]
     size_h = rech.sum(axis=1)
@@ -215,7 +306,8 @@ def _expanded_sets(nbr1, rec1, nbrh, rech) -> tuple[np.ndarray, np.ndarray]:
         cand, cand_ok = nbrh[r_idx], rech[r_idx]                # R(q, k1/2) for each q in N(i, k1)
         in_r = ((cand[..., None] == r_idx[:, None, None, :]) & r_ok[:, None, None, :]).any(axis=3)
         inter = (in_r & cand_ok).sum(axis=2)
-        accept = r_ok & (3 * inter >= 2 * size_h[r_idx])
+        enough = 3 * inter > 2 * size_h[r_idx] if strict else 3 * inter >= 2 * size_h[r_idx]
+        accept = r_ok & enough
         members = np.concatenate([np.where(r_ok, r_idx, n),
                                   np.where(accept[:, :, None] & cand_ok, cand, n).reshape(b - a, -1)], axis=1)
         members.sort(axis=1)
@@ -251,10 +343,12 @@ def _query_expansion(first, ptr, cols, vals, n):
     return uniq // n, uniq % n, summed / k2
 
 
-def _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value):
+def _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value, released=False):
+    """d* for queries x gallery; d_J's denominator is sum max = |V_i| + |V_j| - sum min (paper)
+    or 2 - sum min (released: its rows sum to one)."""
     n = dist.n
     n_gallery = n - n_query
-    row_sums = np.bincount(rows, weights=vals, minlength=n)
+    row_sums = None if released else np.bincount(rows, weights=vals, minlength=n)
     g_sel = rows >= n_query                                   # gallery entries, grouped by column
     order = np.argsort(cols[g_sel], kind="stable")
     g_rows, g_cols, g_vals = rows[g_sel][order] - n_query, cols[g_sel][order], vals[g_sel][order]
@@ -279,7 +373,7 @@ def _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value):
         mins = np.minimum(q_vals[lo:hi][owner], g_vals[pos])
         s_min = np.bincount(entry_rows[owner] * n_gallery + g_rows[pos], weights=mins,
                             minlength=(b - a) * n_gallery).reshape(b - a, n_gallery)
-        union = row_sums[a:b, None] + row_sums[None, n_query:] - s_min
+        union = 2.0 - s_min if released else row_sums[a:b, None] + row_sums[None, n_query:] - s_min
         jaccard = 1.0 - s_min / union
         out[a:b] = (1.0 - lambda_value) * jaccard + lambda_value * dist.rows(a, b, n_query, n)
         a = b
@@ -288,7 +382,8 @@ def _jaccard_mix(dist, rows, cols, vals, n_query, lambda_value):
 
 # ----------------------------------------------------------------------------- reference
 def reference_rerank(q_g, q_q, g_g, k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> np.ndarray:
-    """The paper's steps one element at a time, with Python sets: slow, for tests and benchmarks."""
+    """The paper convention's steps one element at a time, with Python sets: slow, for tests and
+    benchmarks.  Equals `rerank_distances(..., convention="paper")`, not the default."""
     _check_params(k1, k2, lambda_value)
     d = _full_matrix(q_g, q_q, g_g)
     n, n_query = len(d), len(q_g)
@@ -305,7 +400,7 @@ def reference_rerank(q_g, q_q, g_g, k1: int = 20, k2: int = 6, lambda_value: flo
         r = reciprocal(i, k1)
         expanded = set(r)
         for q in r:
-            r_half = reciprocal(q, _half(k1))
+            r_half = reciprocal(q, _half(k1, released=False))
             if 3 * len(r & r_half) >= 2 * len(r_half):
                 expanded |= r_half
         for j in expanded:
