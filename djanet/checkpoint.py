@@ -77,19 +77,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _numpy_globals() -> list:
-    """What unpickling a NumPy array needs (the RNG state holds one), and nothing that runs code."""
+    """What unpickling a NumPy array needs (the RNG state holds one), and nothing that runs code.
+
+    Also NumPy scalars and float arrays, under NumPy 2's module names and NumPy 1's
+    (``numpy.core``): the official DJANet checkpoints store their CMC and mAP that way.
+    """
     multiarray = getattr(np, "_core", np.core).multiarray
-    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    dtypes = [type(np.dtype(t)) for t in (np.uint32, np.float16, np.float32, np.float64, np.int32, np.int64)]
+    numpy1 = [(multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+              (multiarray.scalar, "numpy.core.multiarray.scalar")]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes, *numpy1]
 
 
-def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """`torch.load` with `weights_only=True`: tensors, containers, numbers and NumPy arrays only.
 
     A checkpoint is a pickle, and a pickle from someone else can run any code when it is opened;
     the weights-only unpickler refuses every other object, so opening a file never runs its code.
+    `mmap=True` maps the tensor data instead of reading it (zip-format files only).
     """
     with torch.serialization.safe_globals(_numpy_globals()):
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, **({"mmap": True} if mmap else {}))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -104,13 +112,34 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                          "and opening it could run code; refused") from exc
     except Exception as exc:  # corrupted or foreign
         raise ValueError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    if isinstance(ckpt, dict) and "model" not in ckpt:
+        from .official import is_official_checkpoint, to_djanet_checkpoint
+        if is_official_checkpoint(ckpt):   # {'net', 'cmc', 'mAP', 'epoch'} of github.com/Hmn-92/DJANet
+            return to_djanet_checkpoint(ckpt, path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a djanet checkpoint (expected a dict with 'model' and 'config')")
     return ckpt
 
 
+def official_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What an official DJANet checkpoint file recorded (djanet.official.recorded: source, epoch,
+    Rank-1, mAP), or None for any other file. Memory-mapped (tensor data is not read): cheap."""
+    from .official import is_official_checkpoint, recorded
+    try:
+        try:
+            obj = safe_load(path, mmap=True)
+        except RuntimeError:   # a file in the legacy (pre-zip) format cannot be memory-mapped
+            obj = safe_load(path)
+    except Exception:
+        return None
+    return recorded(obj, path) if is_official_checkpoint(obj) else None
+
+
 def check_compatible(ckpt: dict[str, Any], cfg_dict: dict[str, Any], num_classes: int, path: Any = "") -> None:
     """Raise ValueError listing what differs between a checkpoint and the model we are building."""
+    if ckpt.get("official"):
+        raise ValueError(f"{path} is an official DJANet checkpoint: it holds weights only (no optimizer or "
+                         "schedule), so it can be tested (python -m djanet test --resume FILE) but not resumed")
     saved = ckpt["config"]["model"]
     wanted = cfg_dict["model"]
     diffs = [f"model.{k}: checkpoint {saved.get(k)!r} vs requested {wanted[k]!r}"

@@ -269,6 +269,11 @@ def _run(args: argparse.Namespace) -> int:
             directions = ("t2v",) if args.tvsearch else ("v2t",)
         results = ev.evaluate(cfg, args.resume, directions=directions, flip=args.flip, rerank=rerank)
         _print_results(results)
+        from .checkpoint import official_info
+        from .official import official_note
+        official = official_info(args.resume)
+        if official is not None:   # an official DJANet checkpoint: the numbers are the community protocol's
+            print(f"note: {official_note(official)}")
         print(f"metrics written to {ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)}")
         return 0
 

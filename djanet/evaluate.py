@@ -189,6 +189,11 @@ def _write_metrics(out: Path, checkpoint, cfg: TrainConfig, flip: bool, rerank: 
     payload = {"checkpoint": str(checkpoint), "dataset": cfg.data.dataset, "mode": cfg.data.mode,
                "trial": cfg.data.trial, "flip": flip, "rerank": dataclasses.asdict(rerank) if rerank else None,
                "results": {k: r.to_dict() for k, r in results.items()}}
+    from .checkpoint import official_info
+    from .official import PROTOCOL_NOTE
+    official = official_info(checkpoint)
+    if official is not None:   # a checkpoint of the official code: say whose protocol the numbers are
+        payload["official_checkpoint"] = {**official, "protocol": PROTOCOL_NOTE}
     atomic_write_text(metrics_path(out, flip, rerank), json.dumps(payload, indent=1))
 
 
