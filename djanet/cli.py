@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="re-ranking: ranking entries averaged by the local query expansion (6)")
     test.add_argument("--lambda", dest="lambda_value", type=float, default=None,
                       help="re-ranking: weight of the original distance against the Jaccard distance (0.3)")
+    test.add_argument("--rerank-convention", dest="rerank_convention", default=None,
+                      choices=("released", "paper"),
+                      help="re-ranking: the authors' released code's conventions (default) or the paper's "
+                           "equations taken literally")
 
     regdb = sub.add_parser("regdb-trials", help="train and test all ten RegDB trials; mean and std")
     _common(regdb)
@@ -345,11 +349,12 @@ def _study(args: argparse.Namespace) -> None:
 
 def _rerank_from_args(args: argparse.Namespace):
     from .rerank import RerankConfig
-    given = {k: v for k, v in (("k1", args.k1), ("k2", args.k2), ("lambda_value", args.lambda_value))
-             if v is not None}
+    given = {k: v for k, v in (("k1", args.k1), ("k2", args.k2), ("lambda_value", args.lambda_value),
+                               ("convention", args.rerank_convention)) if v is not None}
     if not args.rerank:
         if given:
-            raise ValueError("--k1, --k2 and --lambda set the re-ranking; add --rerank to use it")
+            raise ValueError("--k1, --k2, --lambda and --rerank-convention set the re-ranking; "
+                             "add --rerank to use it")
         return None
     return RerankConfig(**given)
 

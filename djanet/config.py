@@ -247,6 +247,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data.ids_per_batch < 2 or cfg.data.num_pos < 1:
         raise ValueError("data.ids_per_batch must be >= 2 and data.num_pos >= 1 "
                          f"(got {cfg.data.ids_per_batch}, {cfg.data.num_pos})")
+    h, w = cfg.data.img_size
+    if h < 32 or w < 16:
+        raise ValueError(f"data.img_size={tuple(cfg.data.img_size)}; expected (H, W) with H >= 32 and W >= 16 "
+                         "(the network downsamples by 16)")
+    if cfg.eval_trials < 1:
+        raise ValueError(f"eval_trials={cfg.eval_trials}; expected at least 1")
     if cfg.optim.epochs < 1:
         raise ValueError(f"optim.epochs={cfg.optim.epochs}; expected at least 1")
     if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:

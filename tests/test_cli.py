@@ -164,6 +164,16 @@ def test_rerank_options_without_rerank_are_refused(tmp_path, capsys):
     assert "add --rerank" in error_line(capsys)
     assert cli_main(["test", "--resume", str(ckpt), "--rerank", "--lambda", "2"]) == 2
     assert "lambda=2.0; expected a value in [0, 1]" in error_line(capsys)
+    assert cli_main(["test", "--resume", str(ckpt), "--rerank-convention", "paper"]) == 2
+    assert "add --rerank" in error_line(capsys)
+
+
+def test_rerank_convention_reaches_the_config():
+    from djanet.cli import _rerank_from_args, build_parser
+    args = build_parser().parse_args(["test", "--resume", "x.pt", "--rerank", "--rerank-convention", "paper"])
+    assert _rerank_from_args(args).convention == "paper"
+    args = build_parser().parse_args(["test", "--resume", "x.pt", "--rerank"])
+    assert _rerank_from_args(args).convention == "released"
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -63,6 +63,10 @@ def test_unknown_preset_and_bad_values_are_named():
         get_config("tiny", max_steps_per_epoch=0)
     with pytest.raises(ValueError, match="optim.lr=0"):
         get_config("tiny", lr=0)
+    with pytest.raises(ValueError, match=r"data.img_size=\(16, 32\); expected"):
+        get_config("tiny", img_size=(16, 32))
+    with pytest.raises(ValueError, match="eval_trials=0; expected at least 1"):
+        get_config("tiny", eval_trials=0)
 
 
 def test_gpu_demo_preset_is_the_paper_network_at_256x128_on_the_sysu_scale_synthetic_data():
