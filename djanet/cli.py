@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -273,12 +274,12 @@ def _run(args: argparse.Namespace) -> int:
             directions = ("t2v",) if args.tvsearch else ("v2t",)
         results = ev.evaluate(cfg, args.resume, directions=directions, flip=args.flip, rerank=rerank)
         _print_results(results)
-        from .checkpoint import official_info
-        from .official import official_note
-        official = official_info(args.resume)
+        written = ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)
+        official = json.loads(written.read_text()).get("official_checkpoint")
         if official is not None:   # an official DJANet checkpoint: the numbers are the community protocol's
+            from .official import official_note
             print(f"note: {official_note(official)}")
-        print(f"metrics written to {ev.metrics_path(Path(args.resume).resolve().parent.parent, args.flip, rerank)}")
+        print(f"metrics written to {written}")
         return 0
 
     cfg = config_from_args(args)

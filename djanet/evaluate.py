@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import atomic_path, atomic_write_text
+from .checkpoint import atomic_path, atomic_write_text, load_checkpoint
 from .config import TrainConfig
 from .console import progress
 from .data import EvalSplit, ImageDataset, ImageList, TrainSplit, prepare_data, read_test
 from .data.readers import DIRECTIONS
 from .protocols import ProtocolResult, evaluate_split
-from .runtime import load_model, resolve_device, set_threads
+from .runtime import model_from_checkpoint, resolve_device, set_threads
 from .saved_config import check_same_model
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     re-ranks each trial's distances (djanet.rerank).  They label the results (`"i2v/bn+flip"`)
     and the files (`metrics+flip.json`, `features_<direction>+flip.npz`).
     """
-    model, device = _model_for_test(cfg, checkpoint)
+    model, device, official = _model_for_test(cfg, checkpoint)
     if rerank is True:
         from .rerank import RerankConfig
         rerank = RerankConfig()
@@ -137,7 +137,7 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
             res.feature = f"{name}{suffix}"
             results[f"{direction}/{res.feature}"] = res
         _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
-    _write_metrics(out, checkpoint, cfg, flip, rerank, results)
+    _write_metrics(out, checkpoint, cfg, flip, rerank, results, official)
     return results
 
 
@@ -157,7 +157,7 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
     """
     from .rerank import RerankConfig
 
-    model, device = _model_for_test(cfg, checkpoint)
+    model, device, official = _model_for_test(cfg, checkpoint)
     out = Path(out_dir)
     reranks = {name: RerankConfig() if rerank else None for name, (_, rerank) in TEST_TIME_OPTIONS.items()}
     results: dict[str, dict[str, ProtocolResult]] = {name: {} for name in TEST_TIME_OPTIONS}
@@ -172,27 +172,28 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
                     res.feature = f"{feature}{variant_suffix(flip, reranks[name])}"
                     results[name][f"{direction}/{res.feature}"] = res
     for name, (flip, _) in TEST_TIME_OPTIONS.items():
-        _write_metrics(out, checkpoint, cfg, flip, reranks[name], results[name])
+        _write_metrics(out, checkpoint, cfg, flip, reranks[name], results[name], official)
     return results
 
 
-def _model_for_test(cfg: TrainConfig, checkpoint) -> tuple["DJANet", torch.device]:
+def _model_for_test(cfg: TrainConfig, checkpoint) -> tuple["DJANet", torch.device, dict | None]:
+    """The checkpoint's model on the config's device, and what an official DJANet file recorded
+    (None for one of ours), from one read of the file."""
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
-    model, saved = load_model(checkpoint, device=str(device))
+    ckpt = load_checkpoint(checkpoint)
+    model, saved = model_from_checkpoint(ckpt, device=str(device))
     check_same_model(saved, cfg, checkpoint)   # the features need the image size it was trained at
-    return model, device
+    return model, device, ckpt.get("official")
 
 
 def _write_metrics(out: Path, checkpoint, cfg: TrainConfig, flip: bool, rerank: "RerankConfig | None",
-                   results: dict[str, ProtocolResult]) -> None:
+                   results: dict[str, ProtocolResult], official: dict | None = None) -> None:
     payload = {"checkpoint": str(checkpoint), "dataset": cfg.data.dataset, "mode": cfg.data.mode,
                "trial": cfg.data.trial, "flip": flip, "rerank": dataclasses.asdict(rerank) if rerank else None,
                "results": {k: r.to_dict() for k, r in results.items()}}
-    from .checkpoint import official_info
-    from .official import PROTOCOL_NOTE
-    official = official_info(checkpoint)
     if official is not None:   # a checkpoint of the official code: say whose protocol the numbers are
+        from .official import PROTOCOL_NOTE
         payload["official_checkpoint"] = {**official, "protocol": PROTOCOL_NOTE}
     atomic_write_text(metrics_path(out, flip, rerank), json.dumps(payload, indent=1))
 

@@ -152,19 +152,20 @@ def official_state_dict(obj: Mapping[str, Any]) -> dict[str, Tensor]:
 
 def our_key(official_key: str) -> str | None:
     """Our name for an official key (None when the map has no rule for it)."""
-    for pattern, template in _FORWARD:
-        m = pattern.fullmatch(official_key)
-        if m:
-            return _fill(template, m.groupdict(), 1)
-    return None
+    return _rename(official_key, _FORWARD, 1)
 
 
 def official_key(our: str) -> str | None:
     """The official name of one of our keys (None when the map has no rule for it)."""
-    for pattern, template in _BACKWARD:
-        m = pattern.fullmatch(our)
+    return _rename(our, _BACKWARD, 0)
+
+
+def _rename(key: str, rules, side: int) -> str | None:
+    """`key` through the first rule whose pattern matches it whole, its template filled for `side`."""
+    for pattern, template in rules:
+        m = pattern.fullmatch(key)
         if m:
-            return _fill(template, m.groupdict(), 0)
+            return _fill(template, m.groupdict(), side)
     return None
 
 
@@ -285,7 +286,7 @@ def recorded(obj: Mapping[str, Any], path: Any) -> dict[str, Any]:
 
 def official_note(info: Mapping[str, Any]) -> str:
     """The line printed (and stored in metrics.json) next to results of an official checkpoint;
-    `info` is what `checkpoint.official_info` read from the file."""
+    `info` is what the file recorded (`recorded`; `checkpoint.official_info` reads it from a path)."""
     epoch = f", epoch {info['epoch']}" if info.get("epoch") is not None else ""
     return (f"{info['path']} is an official DJANet checkpoint ({SOURCE}{epoch}), evaluated with this "
             f"package's model at the paper configuration: {PROTOCOL_NOTE}.")

@@ -26,7 +26,11 @@ def resolve_device(spec: str) -> torch.device:
 
 def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> tuple[DJANet, TrainConfig]:
     """Rebuild the model stored in a checkpoint, in eval mode, on `device`."""
-    ckpt = load_checkpoint(checkpoint)
+    return model_from_checkpoint(load_checkpoint(checkpoint), device)
+
+
+def model_from_checkpoint(ckpt: dict, device: str = "auto") -> tuple[DJANet, TrainConfig]:
+    """The model of a checkpoint already loaded (`checkpoint.load_checkpoint`), in eval mode, on `device`."""
     cfg = from_dict(ckpt["config"])
     dev = resolve_device(device)
     model = DJANet.from_config(cfg.model, ckpt["num_classes"], cfg.data.img_size)

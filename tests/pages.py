@@ -35,11 +35,9 @@ def prose(markdown: str) -> str:
         stripped = line.strip()
         match = _CODE_FENCE.match(stripped)
         if fence is not None:
-            if match and stripped.startswith(fence[0]) and len(match.group(1)) >= len(fence[0]) \
+            if match and match.group(1)[0] == fence[0][0] and len(match.group(1)) >= len(fence[0]) \
                     and not match.group(2).strip():
-                fence = None if fence[1] else fence  # a code block ends; a directive's fence ends too
-                if fence is not None:
-                    fence = None
+                fence = None   # a code block or a directive ends
                 continue
             if fence[1]:
                 continue   # inside code or maths

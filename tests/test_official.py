@@ -126,7 +126,7 @@ def test_an_official_file_is_recognised_and_loads_through_the_test_command(recor
     args = build_parser().parse_args(["test", "--resume", str(path), "--gpu", "cpu", "--mode", "indoor"])
     test_cfg = config_for_test_from_args(args)
     assert test_cfg.data.mode == "indoor" and test_cfg.model == cfg.model
-    model, _ = ev._model_for_test(test_cfg, path)
+    model = ev._model_for_test(test_cfg, path)[0]
     state = model.state_dict()
     for key, value in state.items():
         assert torch.equal(value, sd[official.official_key(key)].to(value.dtype)), key
