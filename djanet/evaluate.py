@@ -89,10 +89,12 @@ def split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,
 
 def evaluate_split_features(model: "DJANet", split: EvalSplit, cfg: TrainConfig, device,
                             trials: int, features: dict[str, np.ndarray] | None = None,
-                            rerank: "RerankConfig | None" = None) -> dict[str, ProtocolResult]:
+                            rerank: "RerankConfig | None" = None,
+                            official_script: bool = False) -> dict[str, ProtocolResult]:
     feats = features if features is not None else split_features(model, split, cfg, device)
     return {name: evaluate_split(split, feats[f"query_{name}"], feats[f"gallery_{name}"],
-                                 trials=trials, feature_name=name, rerank=rerank)
+                                 trials=trials, feature_name=name, rerank=rerank,
+                                 official_script=official_script)
             for name in ("pool", "bn")}
 
 
@@ -122,6 +124,9 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     image's; `rerank` (True for the paper's k1=20, k2=6, lambda=0.3, or a RerankConfig)
     re-ranks each trial's distances (djanet.rerank).  They label the results (`"i2v/bn+flip"`)
     and the files (`metrics+flip.json`, `features_<direction>+flip.npz`).
+    For an official DJANet checkpoint each result also holds what the official test script would
+    print for the same ranking (`ProtocolResult.script_rows`, djanet.official_script), shown beside
+    the protocol's numbers and never in their place.
     """
     model, device, official = _model_for_test(cfg, checkpoint)
     if rerank is True:
@@ -133,7 +138,8 @@ def evaluate(cfg: TrainConfig, checkpoint: str | os.PathLike, directions: tuple[
     results: dict[str, ProtocolResult] = {}
     for direction, split, trials in _test_splits(cfg, directions):
         feats = split_features(model, split, cfg, device, flip=flip)
-        for name, res in evaluate_split_features(model, split, cfg, device, trials, feats, rerank).items():
+        for name, res in evaluate_split_features(model, split, cfg, device, trials, feats, rerank,
+                                                 official_script=official is not None).items():
             res.feature = f"{name}{suffix}"
             results[f"{direction}/{res.feature}"] = res
         _save_features(out / f"features_{direction}{'+flip' if flip else ''}.npz", feats, split)
@@ -168,7 +174,8 @@ def evaluate_test_time(cfg: TrainConfig, checkpoint: str | os.PathLike, out_dir:
             for name in (n for n, (option_flip, _) in TEST_TIME_OPTIONS.items() if option_flip == flip):
                 for feature in features:
                     res = evaluate_split(split, feats[f"query_{feature}"], feats[f"gallery_{feature}"],
-                                         trials=trials, feature_name=feature, rerank=reranks[name])
+                                         trials=trials, feature_name=feature, rerank=reranks[name],
+                                         official_script=official is not None)
                     res.feature = f"{feature}{variant_suffix(flip, reranks[name])}"
                     results[name][f"{direction}/{res.feature}"] = res
     for name, (flip, _) in TEST_TIME_OPTIONS.items():

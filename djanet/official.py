@@ -17,7 +17,8 @@ for the recorded list); no official code is used here.
 
 Numbers from such a checkpoint are the community protocol's (djanet.metrics adds nothing). The
 official test script adds constants to each query's CMC and AP (shared/reference/protocols.md),
-so it prints higher numbers for the same features; `PROTOCOL_NOTE` says so next to the results.
+so it prints higher numbers for the same features; `PROTOCOL_NOTE` says so next to the results, and
+the report shows that arithmetic on the same ranking beside them (djanet.official_script).
 """
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ PROTOCOL_NOTE = (
     "test script adds constants to each query's CMC and AP (SYSU-MM01 all-search: +11 points Rank-1; "
     "RegDB: +40 points Rank-1 and mAP; LLCM: +16 points Rank-1), so what it prints for the same "
     "features -- the kind of number in the paper's table -- is raised by those constants and is not "
-    "comparable with these")
+    "comparable with these; the row marked 'script' shows that arithmetic on this ranking "
+    "(djanet.official_script)")
 
 
 class OfficialCheckpointError(ValueError):

@@ -140,6 +140,9 @@ class ProtocolResult:
     gallery: str                          # how the gallery was formed, in words
     rows: list[dict[str, float]]          # one per trial: trial, r1..mINP, n_query, n_gallery
     cmc_curves: np.ndarray = field(repr=False)   # (trials, max_rank)
+    # per trial, what the official test script would print for the same ranking (its constants
+    # added; djanet.official_script); only when asked for, never the result itself
+    script_rows: list[dict[str, float]] | None = None
 
     @property
     def mean(self) -> dict[str, float]:
@@ -148,6 +151,13 @@ class ProtocolResult:
     @property
     def std(self) -> dict[str, float]:
         return {k: float(np.std([r[k] for r in self.rows])) for k in METRICS}
+
+    @property
+    def script_mean(self) -> dict[str, float] | None:
+        """Mean over trials of `script_rows`, or None when they were not computed."""
+        if not self.script_rows:
+            return None
+        return {k: float(np.mean([r[k] for r in self.script_rows])) for k in METRICS}
 
     @property
     def cmc(self) -> np.ndarray:
@@ -173,19 +183,24 @@ class ProtocolResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: plain floats, ints and strings."""
-        return {"dataset": self.dataset, "mode": self.mode, "direction": self.direction,
-                "feature": self.feature, "gallery": self.gallery,
-                "rows": [{k: (v if isinstance(v, str) else float(v) if k in METRICS else int(v))
-                          for k, v in r.items()} for r in self.rows],
-                "mean": self.mean, "std": self.std,
-                "cmc": [float(x) for x in self.cmc],
-                "cmc_curves": [[float(x) for x in c] for c in np.asarray(self.cmc_curves)]}
+        out = {"dataset": self.dataset, "mode": self.mode, "direction": self.direction,
+               "feature": self.feature, "gallery": self.gallery,
+               "rows": [{k: (v if isinstance(v, str) else float(v) if k in METRICS else int(v))
+                         for k, v in r.items()} for r in self.rows],
+               "mean": self.mean, "std": self.std,
+               "cmc": [float(x) for x in self.cmc],
+               "cmc_curves": [[float(x) for x in c] for c in np.asarray(self.cmc_curves)]}
+        if self.script_rows:
+            out["official_script"] = {"rows": [{k: float(r[k]) for k in METRICS} for r in self.script_rows],
+                                      "mean": self.script_mean}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProtocolResult":
         return cls(dataset=d["dataset"], mode=d["mode"], direction=d["direction"],
                    feature=d["feature"], gallery=d["gallery"], rows=[dict(r) for r in d["rows"]],
-                   cmc_curves=np.asarray(d["cmc_curves"], dtype=np.float64))
+                   cmc_curves=np.asarray(d["cmc_curves"], dtype=np.float64),
+                   script_rows=d["official_script"]["rows"] if "official_script" in d else None)
 
     def __str__(self) -> str:
         head = f"{self.label}: {len(self.rows)} trial(s); gallery: {self.gallery}"
@@ -196,6 +211,9 @@ class ProtocolResult:
         if len(self.rows) > 1:
             for name, vals in (("mean", self.mean), ("std", self.std)):
                 lines.append(f"{name:>6s}" + "".join(f"{100 * vals[k]:8.2f}" for k in METRICS))
+        if self.script_mean:
+            lines.append(f"{'script':>6s}" + "".join(f"{100 * self.script_mean[k]:8.2f}" for k in METRICS)
+                         + "   <- what the official test script would print: constants added, not a result")
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -222,8 +240,10 @@ def combine(results: Sequence[ProtocolResult]) -> ProtocolResult:
     n = min(np.asarray(r.cmc_curves).shape[1] for r in results)
     curves = np.concatenate([np.asarray(r.cmc_curves)[:, :n] for r in results])
     gallery = first.gallery if all(r.gallery == first.gallery for r in results) else "mixed"
+    script = ([row for r in results for row in r.script_rows]
+              if all(r.script_rows for r in results) else None)
     return ProtocolResult(first.dataset, first.mode, first.direction, first.feature, gallery,
-                          rows, curves)
+                          rows, curves, script)
 
 
 # ----------------------------------------------------------------------------- RegDB twins
@@ -294,7 +314,7 @@ def _row(trial, cmc, mAP, mINP, n_query, n_gallery) -> dict[str, float]:
 
 def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, trials: int = 10,
                    shot: int = 1, feature_name: str = "bn", rand_perm: dict | str | None = None,
-                   max_rank: int = 20, rerank=None) -> ProtocolResult:
+                   max_rank: int = 20, rerank=None, official_script: bool = False) -> ProtocolResult:
     """Run the dataset's protocol on features of `split.query` and the FULL `split.gallery`.
 
     SYSU-MM01 and LLCM: `trials` gallery draws (seeds 0..trials-1), the gallery side sampled.
@@ -303,6 +323,9 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
     RegDB: one trial, the whole gallery (`trials` is ignored).
     `rerank` (a djanet.rerank.RerankConfig) re-ranks each trial's query x gallery distances: the
     k-reciprocal sets depend on the gallery, so they are built per trial.
+    `official_script=True` also records, per trial, what the official DJANet test script would
+    print for the same ranking (`script_rows`; djanet.official_script), for reports beside the
+    protocol's numbers.
     """
     q, g = split.query, split.gallery
     if len(q) == 0:
@@ -351,7 +374,7 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
     else:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
-    rows, curves = [], []
+    rows, curves, script_rows = [], [], []
     for t in trial_ids:
         idx = sample(t)
         if len(idx) == 0:
@@ -366,5 +389,9 @@ def evaluate_split(split, query_feat: np.ndarray, gallery_feat: np.ndarray, tria
         cmc, mAP, mINP = metric(trial_dist, idx)
         rows.append(_row(t, cmc, mAP, mINP, len(q), len(idx)))
         curves.append(np.pad(cmc, (0, max_rank - len(cmc)), mode="edge"))
+        if official_script:
+            from .official_script import script_scores
+            script_rows.append(script_scores(trial_dist, q_pids, g_pids[idx], q_cams, g_cams[idx],
+                                             dataset=dataset, mode=split.mode))
     return ProtocolResult(dataset, split.mode, split.direction, feature_name, gallery, rows,
-                          np.asarray(curves))
+                          np.asarray(curves), script_rows or None)

@@ -174,5 +174,9 @@ def test_the_test_command_evaluates_an_official_file_end_to_end(recorded, sysu_r
                      "--trials", "2", "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "== i2v/bn ==" in out and "community protocol" in out
+    assert "what the official test script would print" in out
     results = json.loads((tmp_path / "metrics.json").read_text())["results"]
     assert all(np.isfinite(r["mean"]["mAP"]) for r in results.values())
+    for r in results.values():   # the script's arithmetic beside the protocol: all-search adds 11 Rank-1 points or more
+        script = r["official_script"]["mean"]
+        assert script["r1"] >= r["mean"]["r1"] + 0.11 - 1e-9 and script["mAP"] > r["mean"]["mAP"]
