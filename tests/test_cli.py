@@ -194,6 +194,7 @@ def test_unexpected_errors_keep_their_traceback(tmp_path, monkeypatch):
         cli_main(["test", "--resume", str(ckpt), "--gpu", "cpu"])
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_one_line_and_exits_2(tmp_path):
     run = subprocess.run([sys.executable, "-m", "djanet", "test", "--resume", str(tmp_path / "none.pt")],
                          capture_output=True, text=True, cwd=ROOT, timeout=300,
@@ -238,6 +239,7 @@ def test_fit_refuses_a_folder_with_checkpoints_unless_told(tmp_path):
         engine.fit(cfg)
 
 
+@pytest.mark.slow
 def test_overwrite_starts_over_and_removes_the_old_run(tmp_path):
     cfg = _train_cfg(tmp_path, "--epochs", "1")
     ckpt_dir = engine.run_dir(cfg) / "checkpoints"

@@ -84,6 +84,7 @@ def test_paths_are_shown_relative_to_the_working_folder(tmp_path, monkeypatch):
     assert console.shown(tmp_path / "a" / "b", base=tmp_path / "a") == "b"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_kernel_run_by_nbclient_prints_one_line_per_loop(tmp_path):
     """A real kernel driven the way papermill and `make book` drive it, then the way JupyterLab does."""

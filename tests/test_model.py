@@ -1,7 +1,6 @@
 """DJANet: shapes per preset and modality, gradients, determinism, AGW mode, the public surface."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -52,13 +51,11 @@ def test_paper_preset_shapes_and_counts():
     counts = model.parameter_counts()
     assert 40e6 < counts["used"] < 43e6          # official: 162.7M held, 41.49M used
     assert counts["held"] - counts["used"] == 2048 * 395
-    t = time.perf_counter()
     with torch.no_grad():
         out = model(*views(1, (384, 192)))
     assert out["feat_map"].shape == (4, 2048, 24, 12) and out["logits"].shape == (4, 395)
     pool, bn = model.extract(torch.randn(1, 3, 384, 192), "infrared")
     assert pool.shape == bn.shape == (1, 2048)
-    assert time.perf_counter() - t < 300
 
 
 def test_every_parameter_gets_gradient():

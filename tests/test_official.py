@@ -59,6 +59,7 @@ def test_every_recorded_key_is_mapped_or_a_known_unused_module(recorded):
     assert all(official.official_key(official.our_key(k)) == k for k in mapped)   # the table inverts
 
 
+@pytest.mark.slow
 def test_random_official_weights_load_into_the_paper_model_strictly(recorded, paper_model):
     sd = random_state(recorded)
     ours = official.from_official_state_dict(sd, paper_model)
@@ -75,6 +76,7 @@ def test_random_official_weights_load_into_the_paper_model_strictly(recorded, pa
     assert official.from_official_state_dict({"net": sd}).keys() == ours.keys()
 
 
+@pytest.mark.slow
 def test_a_missing_key_is_named(recorded):
     sd = random_state(recorded)
     del sd["layerATT1.attn.in_proj_weight"]
@@ -83,6 +85,7 @@ def test_a_missing_key_is_named(recorded):
         official.from_official_state_dict(sd)
 
 
+@pytest.mark.slow
 def test_a_left_over_key_is_named_and_unused_modules_are_not(recorded):
     sd = random_state(recorded)
     sd["layerATT1.extra.weight"] = torch.zeros(3)
@@ -106,6 +109,7 @@ def save_official(path: Path, recorded, legacy: bool = False) -> dict[str, torch
     return sd
 
 
+@pytest.mark.slow
 def test_an_official_file_is_recognised_and_loads_through_the_test_command(recorded, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "DJANet" / "save_model"
     folder.mkdir(parents=True)

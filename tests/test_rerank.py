@@ -285,6 +285,7 @@ def test_flip_averages_with_the_mirrored_image(sysu_root):
     assert np.allclose(np.linalg.norm(pool, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_test_time_options_equal_four_evaluate_calls(tmp_path):
     """evaluate_test_time extracts features twice, not four times, and gives evaluate's numbers."""
     from djanet import train as engine

@@ -131,6 +131,7 @@ def _checkpoints(runs_dir):
     return {str(p.relative_to(runs_dir)): p.stat().st_mtime_ns for p in sorted(runs_dir.rglob("*.pt"))}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_tiny_study_writes_one_row_per_run_and_its_statistics(tiny_study):
     cfg, tmp, frame, summary = tiny_study
@@ -173,6 +174,7 @@ def test_a_tiny_study_writes_one_row_per_run_and_its_statistics(tiny_study):
     assert prov["machine"]["cores"] >= 1 and prov["config"]["preset"] == "tiny"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_second_call_loads_every_run_instead_of_training_it(tiny_study):
     cfg, tmp, frame, _ = tiny_study
@@ -195,6 +197,7 @@ def test_a_second_call_loads_every_run_instead_of_training_it(tiny_study):
         study.run_study(other, variants=["agw"], seeds=[0], out=tmp / "other")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_command_line_study_reuses_the_runs_and_prints_the_tables(tiny_study, capsys):
     from djanet.cli import main

@@ -130,6 +130,7 @@ def test_near_infrared_skin_is_bright_and_llcm_is_dark():
     assert np.mean(vis_llcm) < 0.7 * np.mean(vis_sysu)         # LLCM: low-light scenes
 
 
+@pytest.mark.slow
 def test_pixel_matching_cross_modal_poor(tmp_path):
     root = syn.generate("sysu", tmp_path / "sysu", ids=30, per_cam=3, size=(64, 32))
     for size in (None, (32, 16)):     # stored size, and the smaller input size the book uses
@@ -138,6 +139,7 @@ def test_pixel_matching_cross_modal_poor(tmp_path):
         assert r["vis->vis"] > 3 * r["ir->vis"] and r["ir->ir"] > 1.5 * r["ir->vis"]
 
 
+@pytest.mark.slow
 def test_parallel_generation_writes_the_same_files(tmp_path, monkeypatch):
     """Hundreds of images go through a process pool (one worker per core); every file is the
     one a serial run writes, byte for byte."""

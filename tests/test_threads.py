@@ -119,6 +119,7 @@ def test_free_cores_counts_the_ticks_other_processes_kept_busy(monkeypatch):
         assert set(cpus) <= set(ticks) and all(0 <= b <= t for b, t in ticks.values())
 
 
+@pytest.mark.slow
 def test_fit_with_auto_threads_records_the_counts_it_ran(tmp_path, monkeypatch):
     """threads="auto" in a real (tiny) run: the tuner probes and the history says which count ran."""
     from djanet import threads

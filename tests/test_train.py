@@ -45,6 +45,7 @@ def fixed_batch(cfg):
     return split, torch.utils.data.default_collate([ds[p] for p in pairs])
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_fixed_batch(cache_dir, tmp_path):
     cfg = tiny(cache_dir, tmp_path, lr=0.001, head_lr=0.01)  # the warm-up learning rates
     split, batch = fixed_batch(cfg)
@@ -104,6 +105,7 @@ def test_cosine_schedule_by_hand():
         get_config("tiny", **{"optim.schedule": "linear"})
 
 
+@pytest.mark.slow
 def test_cosine_schedule_moves_every_step_and_resumes_exactly(cache_dir, tmp_path, monkeypatch):
     sched = {"optim.schedule": "cosine", "optim.warmup_epochs": 0.5, "max_steps_per_epoch": 2}
     real_step, seen = engine.train_step, []
@@ -136,6 +138,7 @@ def test_cosine_schedule_moves_every_step_and_resumes_exactly(cache_dir, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_fit_writes_run_folder_and_selects_on_validation(cache_dir, tmp_path):
     cfg = tiny(cache_dir, tmp_path)
     history = engine.fit(cfg)
@@ -186,6 +189,7 @@ def test_fit_accuracy_counts_the_identities_the_classifier_names(cache_dir, tmp_
         assert 0 < (images.labels == 0).mean() < 1 and zero[images.modality] == pytest.approx((images.labels == 0).mean())
 
 
+@pytest.mark.slow
 def test_selecting_on_the_test_set_is_labelled_as_peeking(cache_dir, tmp_path, capsys):
     cfg = tiny(cache_dir, tmp_path, epochs=1, select_on="test")
     history = engine.fit(cfg)
@@ -194,6 +198,7 @@ def test_selecting_on_the_test_set_is_labelled_as_peeking(cache_dir, tmp_path, c
     assert "peeking" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_after_an_epoch_gives_identical_weights(cache_dir, tmp_path):
     full = tiny(cache_dir, tmp_path, epochs=3, run_name="full")
     engine.fit(full)
@@ -207,6 +212,7 @@ def test_resume_after_an_epoch_gives_identical_weights(cache_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_exactly(cache_dir, tmp_path, monkeypatch):
     full = tiny(cache_dir, tmp_path, epochs=2, run_name="full")
     engine.fit(full)
@@ -246,6 +252,7 @@ def test_atomic_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
     cfg = tiny(cache_dir, tmp_path, epochs=2)
     real_call, calls = DJANetLoss.forward, {"n": 0}
@@ -263,6 +270,7 @@ def test_nan_loss_stops_naming_step_and_term(cache_dir, tmp_path, monkeypatch):
     assert load_checkpoint(engine.run_dir(cfg) / "checkpoints" / "last.pt")["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_finished_run_of_another_configuration_is_not_loaded_as_this_ones(cache_dir, tmp_path, capsys):
     """A preset that changed since a run finished (same run name) must not get the old model back."""
     cfg = tiny(cache_dir, tmp_path, epochs=1)
@@ -276,6 +284,7 @@ def test_a_finished_run_of_another_configuration_is_not_loaded_as_this_ones(cach
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path, capsys):
     """After the generator changes (or data_root points elsewhere) a finished run is not loaded as if
     it had been trained on the new data, and a half-done one is not continued on it."""
@@ -301,6 +310,7 @@ def test_a_run_of_other_data_is_neither_reused_nor_continued(cache_dir, tmp_path
     assert "trained on data 'sysu-ids40-s0-64x32-g1'" in printed.err and "is finished" not in printed.out
 
 
+@pytest.mark.slow
 def test_resume_from_another_architecture_says_what_differs(cache_dir, tmp_path):
     cfg = tiny(cache_dir, tmp_path, epochs=1)
     engine.fit(cfg)
@@ -368,6 +378,7 @@ def test_torchrun_with_one_process_still_joins_a_group(tmp_path):
     assert "backend gloo cpu 1" in torchrun_probe(tmp_path, 29546)
 
 
+@pytest.mark.slow
 def test_training_from_the_memory_mapped_cache(cache_dir, tmp_path):
     cfg = tiny(cache_dir, tmp_path, epochs=1, use_cache=True, run_name="cached")
     history = engine.fit(cfg)
