@@ -29,7 +29,7 @@ NB_PARAMS = -p dataset $(DATASET) -p preset $(PRESET) -p device $(DEVICE) \
             $(if $(DATA_ROOT),-p data_root $(abspath $(DATA_ROOT))) $(if $(EPOCHS),-p epochs $(EPOCHS))
 NOTEBOOKS = $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: install install-test install-book test test-fast book notebooks html browser-check urls lab study readme bench gpu-check clean
+.PHONY: install install-test install-book test test-fast mutation book notebooks html browser-check urls lab study readme bench gpu-check clean
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -45,6 +45,14 @@ test: install-test
 
 test-fast: install-test
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Mutants of djanet/align.py, mamba.py, losses.py and gap.py against the fast tests (mutmut, configured
+# in pyproject.toml; under an hour on a 2-core CPU), the score into book/results/mutation/score.json.
+mutation: install-test
+	$(PYTHON) -m pip install -q "mutmut==3.3.1"
+	rm -rf mutants
+	$(PYTHON) -m mutmut run --max-children $(JOBS) || true
+	$(PYTHON) benchmarks/mutation_score.py --out book/results/mutation/score.json
 
 urls:  # the repository address of pyproject.toml, stamped into the notebooks and _config.yml
 	$(PYTHON) book/_ext/repository_url.py

@@ -3,15 +3,18 @@
 Three complementary measures on a set of features with identity and modality labels:
 
 * ``modality_acc``: balanced accuracy of a logistic-regression modality classifier,
-  5-fold cross-validated. 0.5 means the features carry no modality information; 1.0
+  cross-validated over min(5, images of the smaller modality) folds. 0.5 means the features carry no modality information; 1.0
   means the two modalities are linearly separable.
-* ``centroid_ratio``: distance between the visible and infrared centroids divided by the
-  mean within-identity spread (mean distance of an image to the centroid of its identity
-  in its own modality). Below ~1 the modality shift is smaller than an identity's own
-  scatter.
+* ``centroid_ratio``: distance between the visible and infrared centroids (each the mean of
+  its modality's images, so every image counts once) divided by the within-identity spread:
+  for each (identity, modality) group of two or more images, the mean Euclidean distance of
+  its images to the group's centroid; then the mean over groups, each group counting once
+  (groups of one image have no spread and are left out). Below ~1 the modality shift is
+  smaller than an identity's own scatter.
 * ``pos_ratio``: mean cross-modal positive distance (same identity, different modality)
-  divided by mean within-modal positive distance (same identity, same modality). 1.0 means
-  a matching image in the other modality is as close as one in the same modality.
+  divided by mean within-modal positive distance (same identity, same modality), each a mean
+  over all such pairs pooled across identities (an identity with more images has more pairs).
+  1.0 means a matching image in the other modality is as close as one in the same modality.
 
 And one retrieval measure that `pos_ratio` cannot mislead (`pos_ratio` also grows when
 same-modality distances shrink faster than cross-modality ones):
@@ -23,8 +26,9 @@ same-modality distances shrink faster than cross-modality ones):
   1.0 means that whatever a feature can match within the visible modality it also matches from
   infrared; 0 means infrared matching is no better than a random ranking.  The chance levels
   matter: the plain ratio of the two rank-1s gives random features about 1.0, a ratio of two
-  chance levels.  Undefined (nan) when visible->visible matching is itself indistinguishable from
-  chance, since then nothing is there to survive.  It comes with a 95% bootstrap interval over
+  chance levels.  Undefined (nan) unless visible->visible matching beats its chance level by more
+  than two binomial standard errors (a one-sided test), since otherwise nothing is there to
+  survive.  It comes with a 95% bootstrap interval over
   identities (``share_low``, ``share_high``): near chance both rank-1s are small and their
   ratio is mostly noise, which the interval shows and the point estimate cannot.
 
@@ -237,8 +241,8 @@ def cross_modal_share(features: np.ndarray, pids, cams, modality) -> dict[str, f
     image); ``r1_cross``: each infrared image queried against all visible images; ``chance_within``
     and ``chance_cross``: the rank-1 a random ranking scores on the same queries (the share of
     each query's candidates that are its identity); ``cross_share`` = k(r1_cross) / k(r1_within)
-    with k(r) = (r - chance) / (1 - chance), nan when r1_within is within two binomial standard
-    errors of its chance level (identities with no visible image in another camera still count as
+    with k(r) = (r - chance) / (1 - chance), nan unless r1_within exceeds its chance level by more
+    than two binomial standard errors (one-sided: below chance is nan too; identities with no visible image in another camera still count as
     queries: they are a miss for both).  ``share_low`` and ``share_high``: a 95% bootstrap interval
     of ``cross_share`` over identities, which says how far one set of features can be trusted
     (near chance both rank-1s are small and their ratio is mostly noise).
@@ -325,7 +329,10 @@ def pair_distances(features: np.ndarray, pids: np.ndarray, modality: Sequence | 
     """Euclidean distances of sampled image pairs, labelled by identity and modality relation.
 
     Columns: ``distance``, ``identity`` ('same' | 'different'), ``modality`` ('within' | 'cross').
-    All positive pairs are kept (sampled down to ``max_pairs``); ``max_pairs`` random negative pairs.
+    Positives: every unordered pair of one identity's images, or a random ``max_pairs`` of them
+    when there are more.  Negatives: up to ``max_pairs`` ordered pairs of different identities,
+    drawn with replacement from ``4 * max_pairs`` random draws (fewer when most draws hit one
+    identity), so a pair can repeat.
     """
     x = np.asarray(features, dtype=np.float64)
     p = np.asarray(pids)

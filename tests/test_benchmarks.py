@@ -138,3 +138,21 @@ def test_bench_learning_reads_overrides_and_reports_twin_free_rank1():
     out = bench.summarise(frame)
     assert out.loc["agw", "R1 no twin (%)"] == "4.5 ± 0.7"
     assert out.loc["agw", "R1 no twin / pixels"] == "3.00x" and out.loc["agw", "R1 / pixels"] == "1.00x"
+
+
+def test_mutation_score_counts_killed_over_non_equivalent(tmp_path):
+    score = _script("mutation_score")
+    meta = tmp_path / "mutants" / "djanet" / "gap.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"djanet.gap.x_f__mutmut_1": 1, "djanet.gap.x_f__mutmut_2": 0, "djanet.gap.x_f__mutmut_3": 0,
+             "djanet.gap.x_f__mutmut_4": 3, "djanet.gap.x_f__mutmut_5": None}
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    (tmp_path / "eq.json").write_text(json.dumps({"djanet.gap.x_f__mutmut_3": "same value"}))
+    out = tmp_path / "score.json"
+    assert score.main(["--mutants", str(tmp_path / "mutants"), "--equivalent", str(tmp_path / "eq.json"),
+                       "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    m = result["modules"]["djanet/gap.py"]
+    assert (m["killed"], m["survived"], m["equivalent"], m["other"]) == (2, 2, 1, 1)
+    assert result["score"] == pytest.approx(2 / 3)          # killed 2 of 3 non-equivalent
+    assert result["unexplained_survivors"] == ["djanet.gap.x_f__mutmut_2"]
