@@ -162,15 +162,52 @@ def test_ablation_notebook_renders_a_finished_study_and_trains_nothing(book_run,
     assert not (tmp_path / "out" / "ablation").exists()
 
 
+def _glued_value(nb, key: str) -> str:
+    """What an executed notebook glued under `key` (its plain-text form)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == key:
+                return output["data"]["application/papermill.record/text/plain"]
+    raise AssertionError(f"the notebook glued no {key!r}")
+
+
+def _shown_value(nb, frame_title: str, row: str) -> float:
+    """A number the executed notebook displayed: `row` of the table whose text shows `frame_title`."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text = output.get("data", {}).get("text/plain", "")
+            if frame_title in text:
+                line = next(ln for ln in text.splitlines() if ln.startswith(row))
+                return float(line[len(row):].split()[0])
+    raise AssertionError(f"no displayed table shows {frame_title!r}")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("dataset", ["regdb", "llcm"])
-def test_training_notebook_on_other_layouts(tmp_path, dataset):
+def test_training_and_evaluation_notebooks_on_other_layouts(tmp_path, dataset):
+    """Notebooks 3 and 4 on RegDB and LLCM: values read from what they ran and displayed."""
+    from djanet.data.readers import DIRECTIONS
+
     out = tmp_path / "out"
-    _execute("03_train", tmp_path, out, dataset=dataset)
+    trained = nbformat.read(_execute("03_train", tmp_path, out, dataset=dataset), as_version=4)
+    _execute("04_evaluation", tmp_path, out, dataset=dataset)
     run = _one("runs/*/notebook_03.json", out).parent
-    assert dataset in run.name
-    assert (run / "checkpoints" / "last.pt").is_file() and (run / "history.csv").is_file()
+    assert dataset in run.name and (run / "checkpoints" / "last.pt").is_file()
+    # the training identities are fitted above chance (one in as many identities as it trained on)
+    train_ids = int(_glued_value(trained, "nb03_train_ids"))
+    fitted = _shown_value(trained, "training ID accuracy (%)", "all training images")
+    history = pd.read_csv(run / "history.csv")
+    assert history["val_r1"].between(0, 1).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"] == dataset
+    assert sorted(metrics["results"]) == sorted(f"{d}/{f}" for d in DIRECTIONS[dataset] for f in ("pool", "bn"))
+    for res in metrics["results"].values():
+        mean = res["mean"]
+        assert 0 <= mean["mINP"] <= mean["mAP"] <= 1 and 0 <= mean["r1"] <= mean["r5"] <= mean["r10"] <= mean["r20"] <= 1
+        assert res["dataset"] == dataset
+    assert (run / "results_table.csv").is_file()
+    assert fitted > 100 / train_ids, f"training ID accuracy {fitted}% at chance ({100 / train_ids:.1f}%)"
 
 
 def _check_html():
