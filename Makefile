@@ -51,7 +51,8 @@ test-fast: install-test
 mutation: install-test
 	$(PYTHON) -m pip install -q "mutmut==3.3.1"
 	rm -rf mutants
-	PYTEST_ADDOPTS="-m 'not slow' -p no:cacheprovider" $(PYTHON) -m mutmut run --max-children $(JOBS) || true
+	@# the console script, not python -m: that would put this folder, unmutated, first on the import path
+	PYTEST_ADDOPTS="-m 'not slow' -p no:cacheprovider" mutmut run --max-children $(JOBS) || true
 	$(PYTHON) benchmarks/mutation_score.py --out book/results/mutation/score.json
 
 urls:  # the repository address of pyproject.toml, stamped into the notebooks and _config.yml

@@ -156,3 +156,15 @@ def test_mutation_score_counts_killed_over_non_equivalent(tmp_path):
     assert (m["killed"], m["survived"], m["equivalent"], m["other"]) == (2, 2, 1, 1)
     assert result["score"] == pytest.approx(2 / 3)          # killed 2 of 3 non-equivalent
     assert result["unexplained_survivors"] == ["djanet.gap.x_f__mutmut_2"]
+
+
+def test_mutation_config_copies_every_module_it_does_not_mutate():
+    """mutmut copies only what it mutates and what `also_copy` names: a module left out of both is
+    missing from the mutants' package, and one named in both is copied back unmutated."""
+    import tomllib
+
+    cfg = tomllib.loads((BENCH.parent / "pyproject.toml").read_text())["tool"]["mutmut"]
+    mutated, copied = set(cfg["paths_to_mutate"]), set(cfg["also_copy"])
+    modules = {str(p.relative_to(BENCH.parent)) for p in (BENCH.parent / "djanet").glob("*.py")}
+    assert mutated <= modules and not mutated & copied
+    assert modules - mutated <= copied and "djanet/data/" in copied
