@@ -146,3 +146,10 @@ def test_auto_backend_on_the_cpu_checkpoints_only_long_histories():
     large = torch.empty(8, 512, 288, device="meta")                     # paper, 8 images: ~900 MiB
     assert mamba.auto_backend(small, 16) == "ref"
     assert mamba.auto_backend(large, 64) == "recurrent"
+
+
+def test_the_fused_kernel_is_reported_only_when_mamba_ssm_gave_it(monkeypatch):
+    monkeypatch.setattr(mamba, "_fused_scan", None)
+    assert mamba.has_fused_kernel() is False
+    monkeypatch.setattr(mamba, "_fused_scan", lambda *args, **kwargs: None)
+    assert mamba.has_fused_kernel() is True
