@@ -153,3 +153,47 @@ def test_the_fused_kernel_is_reported_only_when_mamba_ssm_gave_it(monkeypatch):
     assert mamba.has_fused_kernel() is False
     monkeypatch.setattr(mamba, "_fused_scan", lambda *args, **kwargs: None)
     assert mamba.has_fused_kernel() is True
+
+
+def _scan_inputs(b=2, d=3, n=4, length=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u, delta = torch.randn(b, d, length, generator=g), torch.rand(b, d, length, generator=g)
+    A, B, C = -torch.rand(d, n, generator=g), torch.randn(b, n, length, generator=g), torch.randn(b, n, length, generator=g)
+    return u, delta, A, B, C
+
+
+def test_selective_scan_defaults_are_auto_without_softplus(monkeypatch):
+    u, delta, A, B, C = _scan_inputs()
+    seen = []
+
+    def spy(u_, d_state):
+        seen.append(d_state)
+        return "ref"
+
+    monkeypatch.setattr(mamba, "auto_backend", spy)
+    out = mamba.selective_scan(u, delta, A, B, C)
+    assert seen == [A.shape[-1]]                                    # d_state, not d
+    torch.testing.assert_close(out, mamba.selective_scan_ref(u, delta, A, B, C), rtol=0, atol=0)
+    with_softplus = mamba.selective_scan(u, delta, A, B, C, delta_softplus=True)
+    assert not torch.allclose(out, with_softplus)
+
+
+def test_selective_scan_refuses_unknown_and_unavailable_backends(monkeypatch):
+    u, delta, A, B, C = _scan_inputs()
+    with pytest.raises(ValueError, match=r"^backend='nope'; expected one of 'auto', 'fused', 'chunked', "
+                                         r"'recurrent', 'ref'$"):
+        mamba.selective_scan(u, delta, A, B, C, backend="nope")
+    for fused in (None, lambda *args, **kwargs: u):                 # absent, or present but CPU tensors
+        monkeypatch.setattr(mamba, "_fused_scan", fused)
+        with pytest.raises(RuntimeError, match=r"^backend='fused' needs mamba_ssm installed and CUDA tensors$"):
+            mamba.selective_scan(u, delta, A, B, C, backend="fused")
+
+
+def test_auto_backend_on_the_cpu_checkpoints_above_the_history_limit(monkeypatch):
+    monkeypatch.setattr(mamba, "_fused_scan", lambda *args, **kwargs: None)   # present, but not for CPU tensors
+    # float32, one state: 3 * numel * 1 * 4 bytes of history against the limit
+    most = mamba.HISTORY_LIMIT // 12
+    assert mamba.auto_backend(torch.zeros(1).expand(most), 1) == "ref"
+    assert mamba.auto_backend(torch.zeros(1).expand(most + 1), 1) == "recurrent"
+    assert mamba.auto_backend(torch.zeros(1, dtype=torch.float16).expand(most), 1) == "ref"   # counted as 4 bytes
+    assert mamba.auto_backend(torch.zeros(1, dtype=torch.float64).expand(most), 1) == "recurrent"
