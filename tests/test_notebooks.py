@@ -187,12 +187,13 @@ OTHER_LAYOUTS = ("regdb", "llcm")
 
 @pytest.fixture(scope="module")
 def other_layout_runs(tmp_path_factory):
-    """The six notebooks in order on RegDB and on LLCM (tiny preset): two papermill processes side by
-    side, one per dataset, each with its own out_dir.  Returns {dataset: (out, {notebook: executed})}."""
+    """The six notebooks in order on RegDB and on LLCM (tiny preset), one papermill process per dataset
+    with its own out_dir, one after the other (kernels started side by side can race for the same
+    port).  Returns {dataset: (out, {notebook: executed})}."""
     import subprocess
     import sys
 
-    runs, procs = {}, {}
+    runs = {}
     for dataset in OTHER_LAYOUTS:
         tmp = tmp_path_factory.mktemp(dataset)
         out = tmp / "out"
@@ -206,12 +207,10 @@ def other_layout_runs(tmp_path_factory):
                   "for src, dst, params in json.loads(sys.argv[1]):\n"
                   "    pm.execute_notebook(src, dst, cwd=sys.argv[2], parameters=params, progress_bar=False,\n"
                   "                        kernel_name='python3')\n")
-        procs[dataset] = subprocess.Popen([sys.executable, "-c", script, json.dumps(jobs), str(tmp)],
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run([sys.executable, "-c", script, json.dumps(jobs), str(tmp)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500)
+        assert proc.returncode == 0, f"notebooks on {dataset} failed:\n{proc.stdout[-4000:]}"
         runs[dataset] = (out, executed)
-    for dataset, proc in procs.items():
-        log = proc.communicate(timeout=1500)[0]
-        assert proc.returncode == 0, f"notebooks on {dataset} failed:\n{log[-4000:]}"
     return runs
 
 
