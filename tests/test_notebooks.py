@@ -187,30 +187,16 @@ OTHER_LAYOUTS = ("regdb", "llcm")
 
 @pytest.fixture(scope="module")
 def other_layout_runs(tmp_path_factory):
-    """The six notebooks in order on RegDB and on LLCM (tiny preset), one papermill process per dataset
-    with its own out_dir, one after the other (kernels started side by side can race for the same
-    port).  Returns {dataset: (out, {notebook: executed})}."""
-    import subprocess
-    import sys
-
+    """The six notebooks in order on RegDB and on LLCM (tiny preset), each dataset with its own
+    out_dir.  Returns {dataset: (out, {notebook: executed})}."""
     runs = {}
     for dataset in OTHER_LAYOUTS:
         tmp = tmp_path_factory.mktemp(dataset)
         out = tmp / "out"
-        executed = {name: tmp / f"{name}-{dataset}.ipynb" for name in NOTEBOOKS}
         # notebook 06 finds no study in results_dir, so it trains its small one on this dataset
-        jobs = [(str(ROOT / "notebooks" / f"{name}.ipynb"), str(path),
-                 {"preset": "tiny", "out_dir": str(out), "dataset": dataset,
-                  **({"results_dir": str(tmp / "no-study")} if name == "06_ablation" else {})})
-                for name, path in executed.items()]
-        script = ("import json, sys, papermill as pm\n"
-                  "for src, dst, params in json.loads(sys.argv[1]):\n"
-                  "    pm.execute_notebook(src, dst, cwd=sys.argv[2], parameters=params, progress_bar=False,\n"
-                  "                        kernel_name='python3')\n")
-        proc = subprocess.run([sys.executable, "-c", script, json.dumps(jobs), str(tmp)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500)
-        assert proc.returncode == 0, f"notebooks on {dataset} failed:\n{proc.stdout[-4000:]}"
-        runs[dataset] = (out, executed)
+        extra = {"06_ablation": {"results_dir": str(tmp / "no-study")}}
+        runs[dataset] = (out, {name: _execute(name, tmp, out, dataset=dataset, **extra.get(name, {}))
+                               for name in NOTEBOOKS})
     return runs
 
 
