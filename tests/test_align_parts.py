@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from djanet.align import MLP, AlignLevel, MambaMixer, largest_divisor, projection_geometry
+from djanet.align import MLP, AlignLevel, JointAlign, MambaMixer, largest_divisor, projection_geometry
 
 
 def test_largest_divisor_stays_within_the_bound():
@@ -25,6 +25,22 @@ def test_an_align_level_defaults_to_the_papers_sizes():
     mamba = level.mixer.mamba
     assert (mamba.d_state, mamba.d_conv, mamba.d_inner) == (64, 4, 512)
     assert AlignLevel("layer2", 8, (8, 4), 16, (8, 4), attn_heads=32).heads == 32
+    assert AlignLevel("layer3", 16, (11, 3), 16, (11, 3), dim=8).heads == 11   # 33 positions, at most 32 heads
+
+
+def test_joint_align_passes_the_papers_sizes_to_every_level():
+    channels = {"stem": 4, "layer1": 8, "layer2": 8, "layer3": 16}
+    sizes = {"stem": (22, 6), "layer1": (22, 6), "layer2": (22, 6), "layer3": (11, 3)}
+    align = JointAlign(channels, sizes)
+    assert list(align.levels) == ["stem", "layer1", "layer2", "layer3"]
+    for level in align.levels.values():
+        mamba = level.mixer.mamba
+        assert (level.dim, level.heads) == (256, 11)                  # 33 positions: 11 of at most 32 heads
+        assert (mamba.d_model, mamba.d_state, mamba.d_conv, mamba.d_inner) == (256, 64, 4, 512)
+    small = JointAlign(channels, sizes, dim=6, attn_heads=2, d_state=3, d_conv=2, expand=3)
+    for level in small.levels.values():
+        mamba = level.mixer.mamba
+        assert (level.dim, level.heads, mamba.d_state, mamba.d_conv, mamba.d_inner) == (6, 1, 3, 2, 18)
 
 
 def test_the_mixer_passes_its_sizes_to_mamba():

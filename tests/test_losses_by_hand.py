@@ -64,3 +64,10 @@ def test_complementary_loss_equals_its_formula(seed):
     got = complementary_loss(torch.tensor(feat_map, dtype=torch.float32)).item()
     assert got == pytest.approx(_complementary_reference(feat_map.astype(np.float32).astype(np.float64)),
                                 rel=1e-5)
+
+
+def test_histogram_counts_live_on_the_maps_device():
+    """On the meta device (shapes without data) the entropy stays there; counts made on the CPU
+    would bring it back to the CPU."""
+    got = _histogram_entropy(torch.randn(3, 2, 4, 5, device="meta"))
+    assert got.device.type == "meta" and got.shape == (3,)
