@@ -21,6 +21,14 @@ them from measured step times, probes included): the reason the small presets se
 
 `--optimizer` times Adam's update alone on the DJANet parameters (random gradients): torch's
 per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses the fused one.
+
+`--breakdown` splits a training step, per model, into data (augmenting and collating the batch in
+this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
+today's eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
+bfloat16 instructions; torch.compile; the chunked scan for DJANet), side by side in this one
+run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
+attention, what dominates; element-wise work is not counted) and times a large float32 matrix
+product on the same threads, and prints achieved FLOP/s against that peak.
 """
 from __future__ import annotations
 
@@ -163,6 +171,130 @@ def time_optimizers(cfg, num_classes: int, device, steps: int) -> None:
         print(f"{name:10s}{1000 * sec:9.1f} ms{sec / rows[0][1]:8.2f}x of the loop")
 
 
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """FLOP/s of an n x n matrix product on torch's current threads (the best of `repeats`):
+    what this machine's cores reach on the kind of arithmetic a training step is made of."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has bfloat16 arithmetic instructions (AVX-512 BF16 or AMX); without them
+    bfloat16 is emulated and slower than float32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend)
+    "eager": (False, None, False, None),
+    "channels_last": (True, None, False, None),
+    "bf16 autocast": (False, torch.bfloat16, False, None),
+    "compile": (False, None, True, None),
+    "chunked scan": (False, None, False, "chunked"),
+}
+
+
+def _set_scan_backend(model, backend: str) -> None:
+    from djanet.mamba import Mamba
+
+    for m in model.modules():
+        if isinstance(m, Mamba):
+            m.backend = backend
+
+
+def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager") -> dict:
+    """Median seconds of each phase of a training step (data, forward, backward, optimizer) over
+    `steps` steps after a warm-up step (two for torch.compile, which compiles in the first),
+    under `treatment` (a key of TREATMENTS); also the step's FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    channels_last, dtype, compiled, backend = TREATMENTS[treatment]
+    ds = FourViewDataset(split, cfg.data.img_size)
+    engine.seed_everything(0)
+    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
+    if backend is not None:
+        _set_scan_backend(model, backend)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    forward = torch.compile(model) if compiled else model
+    opt = engine.make_optimizer(model, cfg.optim)
+    loss_fn = DJANetLoss(cfg.loss)
+    epoch = cfg.loss.triplet_warmup          # past the warm-up: every loss term is on
+
+    def one(count_flops: bool = False):
+        t0 = time.perf_counter()
+        v1, v2, i1, i2, lv, li = torch.utils.data.default_collate([ds[p] for p in pairs])
+        views = [v.to(device, memory_format=fmt) for v in (v1, v2, i1, i2)]
+        labels = torch.cat([lv, lv, li, li]).to(device)
+        t1 = time.perf_counter()
+        counter = FlopCounterMode(display=False) if count_flops else None
+        if counter is not None:
+            counter.__enter__()
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = forward(*views)
+        out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in out.items()}
+        total = loss_fn(out, labels, epoch)["total"]
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        t3 = time.perf_counter()
+        if counter is not None:
+            counter.__exit__(None, None, None)
+        opt.step()
+        t4 = time.perf_counter()
+        return (t1 - t0, t2 - t1, t3 - t2, t4 - t3), (counter.get_total_flops() if counter else None)
+
+    warm = time.perf_counter()
+    for _ in range(2 if compiled else 1):
+        one()
+    warm = time.perf_counter() - warm
+    _, flops = one(count_flops=not compiled)
+    times = [one()[0] for _ in range(steps)]
+    med = [sorted(col)[len(col) // 2] for col in zip(*times)]
+    return {"treatment": treatment, "data_s": med[0], "forward_s": med[1], "backward_s": med[2],
+            "optimizer_s": med[3], "step_s": sum(med), "flops": flops, "warmup_s": warm}
+
+
+def breakdown(split, cfg, pairs, steps: int, device) -> dict:
+    """step_phases for AGW and DJANet under every treatment that applies here, side by side,
+    and the machine's float32 matrix-product peak on the same threads."""
+    peak = matmul_peak()
+    rows = []
+    for label, mcfg in (("AGW", agw_baseline(cfg)), ("DJANet", cfg)):
+        for treatment in TREATMENTS:
+            if treatment == "bf16 autocast" and device.type == "cpu" and not cpu_has_bf16():
+                continue
+            if treatment == "chunked scan" and not mcfg.model.align:
+                continue
+            rows.append({"model": label, **step_phases(split, mcfg, pairs, steps, device, treatment)})
+    flops = {r["model"]: r["flops"] for r in rows if r["treatment"] == "eager"}
+    eager = {r["model"]: r["step_s"] for r in rows if r["treatment"] == "eager"}
+    print(f"\nfloat32 matrix product (2048 x 2048) on {torch.get_num_threads()} threads: {peak / 1e9:.1f} GFLOP/s"
+          + ("" if cpu_has_bf16() or device.type != "cpu" else "; no bfloat16 instructions on this CPU: "
+             "bfloat16 autocast not timed"))
+    print(f"{'model':8s}{'treatment':>15s}{'data':>8s}{'forward':>9s}{'backward':>10s}{'optim':>8s}{'step s':>9s}"
+          f"{'vs eager':>10s}{'GFLOP/s':>9s}{'of peak':>9s}{'warm-up s':>11s}")
+    for r in rows:
+        achieved = flops[r["model"]] / r["step_s"]
+        r.update(achieved_flops_per_s=achieved, of_peak=achieved / peak, speedup=eager[r["model"]] / r["step_s"])
+        print(f"{r['model']:8s}{r['treatment']:>15s}{r['data_s']:8.3f}{r['forward_s']:9.3f}{r['backward_s']:10.3f}"
+              f"{r['optimizer_s']:8.3f}{r['step_s']:9.3f}{r['speedup']:9.2f}x{achieved / 1e9:9.1f}"
+              f"{100 * achieved / peak:8.1f}%{r['warmup_s']:11.1f}")
+    for model, f in flops.items():
+        print(f"{model}: {f / 1e9:.2f} GFLOP per step (forward, losses and backward)")
+    return {"peak_flops_per_s": peak, "threads": torch.get_num_threads(), "bf16_instructions": cpu_has_bf16(),
+            "rows": rows}
+
+
 def _value(text: str):
     try:
         return ast.literal_eval(text)
@@ -177,6 +309,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", action="store_true", help="also compare thread counts, idle and busy")
     parser.add_argument("--optimizer", action="store_true", help="also time Adam: loop, foreach, fused")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also split the step into data, forward, backward and optimizer, per treatment, "
+                             "with its FLOPs against the machine's matrix-product peak")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="loader worker counts to time (default: the preset's)")
     parser.add_argument("--cache", choices=("preset", "on", "off", "both"), default="preset",
@@ -226,13 +361,15 @@ def main(argv=None) -> dict:
     report = {"preset": args.preset, "device": name, "images_per_step": images_per_step,
               "img_size": list(cfg.data.img_size), "agw_s_per_step": agw_s, "djanet_s_per_step": dja_s,
               "loader": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
     if args.threads:
         time_threads(split, cfg, batch, args.steps, device)
     if args.optimizer:
         time_optimizers(cfg, split.num_classes, device, 4 * args.steps)
+    if args.breakdown:
+        report["breakdown"] = breakdown(split, cfg, pairs, args.steps, device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
     return report
 
 

@@ -91,6 +91,28 @@ def test_loader_is_timed_as_training_builds_it_and_judged_against_the_model(sysu
         bench_train.time_loader(split, get_config("tiny", data_root=str(sysu_root), workers=64), 2)
 
 
+def test_a_step_is_split_into_its_phases_and_its_flops_counted(sysu_root, tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from djanet.data import IdentitySampler
+    bench_train = _script("bench_train")
+
+    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
+    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    pairs = list(IdentitySampler(split.visible.labels, split.infrared.labels, 4, 2, seed=0))[:8]
+    eager = bench_train.step_phases(split, cfg, pairs, 1, torch.device("cpu"))
+    last = bench_train.step_phases(split, cfg, pairs, 1, torch.device("cpu"), "channels_last")
+    assert eager["treatment"] == "eager" and last["treatment"] == "channels_last"
+    for r in (eager, last):
+        phases = [r[k] for k in ("data_s", "forward_s", "backward_s", "optimizer_s")]
+        assert all(p > 0 for p in phases) and r["step_s"] == pytest.approx(sum(phases))
+    assert eager["flops"] == last["flops"] > 0          # the same arithmetic in another memory layout
+    with FlopCounterMode(display=False) as counter:
+        torch.randn(64, 32) @ torch.randn(32, 16)
+    assert counter.get_total_flops() == 2 * 64 * 32 * 16   # the counter's convention: 2 per multiply-add
+    assert bench_train.matmul_peak(n=128, repeats=2) > 0
+
+
 @pytest.mark.slow
 def test_gpu_check_plan_fits_its_budget_and_the_summary_reads_the_benchmarks(tiny_model_report, tmp_path):
     gpu_check = _script("gpu_check")

@@ -188,16 +188,23 @@ OTHER_LAYOUTS = ("regdb", "llcm")
 @pytest.fixture(scope="module")
 def other_layout_runs(tmp_path_factory):
     """The six notebooks in order on RegDB and on LLCM (tiny preset), each dataset with its own
-    out_dir.  Returns {dataset: (out, {notebook: executed})}."""
-    runs = {}
-    for dataset in OTHER_LAYOUTS:
+    out_dir.  Returns {dataset: (out, {notebook: executed})}.
+
+    The two datasets run side by side, in two threads of this process: each kernel spends most of
+    its time on one core (imports, JIT compiles, one-thread training), and kernels started from one
+    process take their ports from one cache (jupyter_client's LocalPortCache), which kernels
+    started from two processes would race for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def in_order(dataset):
         tmp = tmp_path_factory.mktemp(dataset)
         out = tmp / "out"
         # notebook 06 finds no study in results_dir, so it trains its small one on this dataset
         extra = {"06_ablation": {"results_dir": str(tmp / "no-study")}}
-        runs[dataset] = (out, {name: _execute(name, tmp, out, dataset=dataset, **extra.get(name, {}))
-                               for name in NOTEBOOKS})
-    return runs
+        return out, {name: _execute(name, tmp, out, dataset=dataset, **extra.get(name, {})) for name in NOTEBOOKS}
+
+    with ThreadPoolExecutor(len(OTHER_LAYOUTS)) as pool:
+        return dict(zip(OTHER_LAYOUTS, pool.map(in_order, OTHER_LAYOUTS)))
 
 
 @pytest.mark.slow
