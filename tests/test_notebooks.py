@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_data_preparation", "02_augmentation", "03_train", "04_evaluation", "05_modality_gap_umap",
              "06_ablation"]
+OTHER_LAYOUTS = ("regdb", "llcm")
 REQUIRED_PARAMETERS = ("dataset", "data_root", "preset", "epochs", "device", "seed", "out_dir")
 
 
@@ -79,17 +80,38 @@ def _one(pattern: str, base: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def book_run(tmp_path_factory):
-    """Run the six notebooks in order into one out_dir (the way `make book` does)."""
-    tmp = tmp_path_factory.mktemp("book")
-    out = tmp / "out"
-    # notebook 04 also trains the AGW baseline and notebook 05 DJANet on notebook 02's translated copy
-    # (both opt-in: the book leaves them out for time); notebook 06 finds no study to render, so it
-    # runs its small one
-    extra = {"04_evaluation": {"with_agw": True}, "05_modality_gap_umap": {"with_translation": True},
-             "06_ablation": {"results_dir": str(tmp / "no-study")}}
-    executed = {name: _execute(name, tmp, out, **extra.get(name, {})) for name in NOTEBOOKS}
-    return out, executed
+def notebook_runs(tmp_path_factory):
+    """The six notebooks in order on each dataset (tiny preset), each dataset with its own
+    out_dir, the way `make book` runs them.  Returns {dataset: (out, {notebook: executed})}.
+
+    SYSU-MM01 also takes the opt-in extras: notebook 04 trains the AGW baseline and notebook 05
+    DJANet on notebook 02's translated copy (the book leaves them out for time).  Notebook 06
+    finds no study to render, so it trains its small one on the dataset.
+
+    The datasets run side by side, in threads of this process: each kernel spends most of its
+    time on one core (imports, JIT compiles, one-thread training), and kernels started from one
+    process take their ports from one cache (jupyter_client's LocalPortCache), which kernels
+    started from several processes would race for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def in_order(dataset):
+        tmp = tmp_path_factory.mktemp("book" if dataset == "sysu" else dataset)
+        out = tmp / "out"
+        extra = {"06_ablation": {"results_dir": str(tmp / "no-study")}}
+        if dataset == "sysu":
+            extra.update({"04_evaluation": {"with_agw": True}, "05_modality_gap_umap": {"with_translation": True}})
+        params = {} if dataset == "sysu" else {"dataset": dataset}
+        return out, {name: _execute(name, tmp, out, **params, **extra.get(name, {})) for name in NOTEBOOKS}
+
+    datasets = ("sysu", *OTHER_LAYOUTS)
+    with ThreadPoolExecutor(len(datasets)) as pool:
+        return dict(zip(datasets, pool.map(in_order, datasets)))
+
+
+@pytest.fixture(scope="module")
+def book_run(notebook_runs):
+    """The SYSU-MM01 run of `notebook_runs`: (out, {notebook: executed})."""
+    return notebook_runs["sysu"]
 
 
 @pytest.mark.slow
@@ -182,29 +204,10 @@ def _shown_value(nb, frame_title: str, row: str) -> float:
     raise AssertionError(f"no displayed table shows {frame_title!r}")
 
 
-OTHER_LAYOUTS = ("regdb", "llcm")
-
-
 @pytest.fixture(scope="module")
-def other_layout_runs(tmp_path_factory):
-    """The six notebooks in order on RegDB and on LLCM (tiny preset), each dataset with its own
-    out_dir.  Returns {dataset: (out, {notebook: executed})}.
-
-    The two datasets run side by side, in two threads of this process: each kernel spends most of
-    its time on one core (imports, JIT compiles, one-thread training), and kernels started from one
-    process take their ports from one cache (jupyter_client's LocalPortCache), which kernels
-    started from two processes would race for."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def in_order(dataset):
-        tmp = tmp_path_factory.mktemp(dataset)
-        out = tmp / "out"
-        # notebook 06 finds no study in results_dir, so it trains its small one on this dataset
-        extra = {"06_ablation": {"results_dir": str(tmp / "no-study")}}
-        return out, {name: _execute(name, tmp, out, dataset=dataset, **extra.get(name, {})) for name in NOTEBOOKS}
-
-    with ThreadPoolExecutor(len(OTHER_LAYOUTS)) as pool:
-        return dict(zip(OTHER_LAYOUTS, pool.map(in_order, OTHER_LAYOUTS)))
+def other_layout_runs(notebook_runs):
+    """The RegDB and LLCM runs of `notebook_runs`."""
+    return {dataset: notebook_runs[dataset] for dataset in OTHER_LAYOUTS}
 
 
 @pytest.mark.slow
