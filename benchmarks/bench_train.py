@@ -36,6 +36,7 @@ import argparse
 import ast
 import json
 import multiprocessing as mp
+import os
 import time
 
 import torch
@@ -291,7 +292,8 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
               f"{100 * achieved / peak:8.1f}%{r['warmup_s']:11.1f}")
     for model, f in flops.items():
         print(f"{model}: {f / 1e9:.2f} GFLOP per step (forward, losses and backward)")
-    return {"peak_flops_per_s": peak, "threads": torch.get_num_threads(), "bf16_instructions": cpu_has_bf16(),
+    return {"peak_flops_per_s": peak, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+            "bf16_instructions": cpu_has_bf16(),
             "rows": rows}
 
 
