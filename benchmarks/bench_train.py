@@ -29,6 +29,11 @@ bfloat16 instructions; torch.compile; the chunked scan for DJANet), side by side
 run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
 attention, what dominates; element-wise work is not counted) and times a large float32 matrix
 product on the same threads, and prints achieved FLOP/s against that peak.
+
+`--overlap` times steps fed by the training loader itself, augmenting in this process
+(`workers=0`) or in one worker process that prepares the next batch while the model computes,
+each with one and two torch threads, side by side: whether overlapping the data with the step
+pays on this machine's cores.
 """
 from __future__ import annotations
 
@@ -297,6 +302,43 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
             "rows": rows}
 
 
+def fed_steps(split, cfg, workers: int, threads: int, steps: int, device) -> float:
+    """Seconds per training step fed by `make_train_loader` with `workers` processes and `threads`
+    torch threads, after three steps (the worker's start and the first batches)."""
+    torch.set_num_threads(threads)
+    cfg = override(cfg, **{"data.workers": workers})
+    engine.seed_everything(0)
+    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
+    opt = engine.make_optimizer(model, cfg.optim)
+    loss_fn = DJANetLoss(cfg.loss)
+    batches = iter(make_train_loader(split, cfg.data, seed=0))
+    if len(batches) < steps + 3:
+        raise ValueError(f"an epoch of {len(batches)} batches is too short for {steps} + 3 steps")
+    for _ in range(3):
+        engine.train_step(model, loss_fn, next(batches), opt, None, device, epoch=cfg.loss.triplet_warmup)
+    t = time.perf_counter()
+    for _ in range(steps):
+        engine.train_step(model, loss_fn, next(batches), opt, None, device, epoch=cfg.loss.triplet_warmup)
+    return (time.perf_counter() - t) / steps
+
+
+def overlap(split, cfg, steps: int, device) -> list[dict]:
+    """fed_steps for AGW and DJANet, 0 or 1 loader worker, 1 or torch's default threads."""
+    rows = []
+    for label, mcfg in (("AGW", agw_baseline(cfg)), ("DJANet", cfg)):
+        for workers in (0, 1):
+            for threads in sorted({1, TORCH_DEFAULT_THREADS}, reverse=True):
+                rows.append({"model": label, "workers": workers, "threads": threads,
+                             "s_per_step": fed_steps(split, mcfg, workers, threads, steps, device)})
+    set_threads(cfg.threads)
+    print(f"\n{'model':8s}{'workers':>8s}{'threads':>8s}{'s/step':>9s}{'vs workers=0':>14s}")
+    for r in rows:
+        base = next(b["s_per_step"] for b in rows if b["model"] == r["model"] and b["workers"] == 0
+                    and b["threads"] == r["threads"])
+        print(f"{r['model']:8s}{r['workers']:8d}{r['threads']:8d}{r['s_per_step']:9.3f}{base / r['s_per_step']:13.2f}x")
+    return rows
+
+
 def _value(text: str):
     try:
         return ast.literal_eval(text)
@@ -311,6 +353,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", action="store_true", help="also compare thread counts, idle and busy")
     parser.add_argument("--optimizer", action="store_true", help="also time Adam: loop, foreach, fused")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also time steps fed by the loader with 0 and 1 workers, 1 and default threads")
     parser.add_argument("--breakdown", action="store_true",
                         help="also split the step into data, forward, backward and optimizer, per treatment, "
                              "with its FLOPs against the machine's matrix-product peak")
@@ -369,6 +413,8 @@ def main(argv=None) -> dict:
         time_optimizers(cfg, split.num_classes, device, 4 * args.steps)
     if args.breakdown:
         report["breakdown"] = breakdown(split, cfg, pairs, args.steps, device)
+    if args.overlap:
+        report["overlap"] = overlap(split, cfg, 4 * args.steps, device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -113,6 +113,20 @@ def test_a_step_is_split_into_its_phases_and_its_flops_counted(sysu_root, tmp_pa
     assert bench_train.matmul_peak(n=128, repeats=2) > 0
 
 
+def test_steps_fed_by_the_loader_are_timed_with_and_without_a_worker(sysu_root, tmp_path):
+    bench_train = _script("bench_train")
+    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
+    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    threads = torch.get_num_threads()
+    try:
+        for workers in (0, 1):
+            assert bench_train.fed_steps(split, cfg, workers, 1, 1, torch.device("cpu")) > 0
+        with pytest.raises(ValueError, match=r"^an epoch of \d+ batches is too short for 1000 \+ 3 steps$"):
+            bench_train.fed_steps(split, cfg, 0, 1, 1000, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_gpu_check_plan_fits_its_budget_and_the_summary_reads_the_benchmarks(tiny_model_report, tmp_path):
     gpu_check = _script("gpu_check")
