@@ -64,12 +64,18 @@ def _glued(nb) -> set[str]:
 
 
 def _execute(name: str, tmp: Path, out: Path, **params) -> Path:
+    """Run one notebook with its kernel in `tmp`.
+
+    The kernel's folder is given to nbclient (`resources.metadata.path`, its `cwd` for the
+    kernel), not through papermill's `cwd`, which changes this whole process's folder while the
+    notebook runs: with notebooks running in several threads, a kernel would start in another
+    thread's folder."""
     import papermill as pm
 
     target = tmp / f"{name}-{params.get('dataset', 'sysu')}.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(target), cwd=str(tmp),
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(target),
                         parameters={"preset": "tiny", "out_dir": str(out), **params},
-                        progress_bar=False, kernel_name="python3")
+                        progress_bar=False, kernel_name="python3", resources={"metadata": {"path": str(tmp)}})
     return target
 
 
@@ -94,8 +100,7 @@ def notebook_runs(tmp_path_factory):
     started from several processes would race for."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def in_order(dataset):
-        tmp = tmp_path_factory.mktemp("book" if dataset == "sysu" else dataset)
+    def in_order(dataset, tmp):
         out = tmp / "out"
         extra = {"06_ablation": {"results_dir": str(tmp / "no-study")}}
         if dataset == "sysu":
@@ -104,8 +109,10 @@ def notebook_runs(tmp_path_factory):
         return out, {name: _execute(name, tmp, out, **params, **extra.get(name, {})) for name in NOTEBOOKS}
 
     datasets = ("sysu", *OTHER_LAYOUTS)
+    # the folders are made here, one after the other: pytest's temporary root is not thread-safe
+    folders = [tmp_path_factory.mktemp("book" if dataset == "sysu" else dataset) for dataset in datasets]
     with ThreadPoolExecutor(len(datasets)) as pool:
-        return dict(zip(datasets, pool.map(in_order, datasets)))
+        return dict(zip(datasets, pool.map(in_order, datasets, folders)))
 
 
 @pytest.fixture(scope="module")
