@@ -24,7 +24,7 @@ per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses th
 
 `--breakdown` splits a training step, per model, into data (augmenting and collating the batch in
 this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
-today's eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
+the eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
 bfloat16 instructions; torch.compile; the chunked scan for DJANet), side by side in this one
 run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
 attention, what dominates; element-wise work is not counted) and times a large float32 matrix
