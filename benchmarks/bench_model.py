@@ -69,12 +69,6 @@ def timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[flo
     return sorted(times)[len(times) // 2], peak
 
 
-def _set_backend(model: torch.nn.Module, backend: str) -> None:
-    for m in model.modules():
-        if isinstance(m, mamba.Mamba):
-            m.backend = backend
-
-
 def model_backends(device: torch.device) -> list[str]:
     if device.type == "cpu":
         return ["auto", "chunked"]
@@ -234,7 +228,7 @@ def bench_treatment(t_name, size, batch, device, repeats, amp, backends, profile
                 torch._dynamo.reset()
             try:
                 model = _model(name, size, device)
-                _set_backend(model, "auto" if backend == "-" else backend)
+                mamba.set_scan_backend(model, "auto" if backend == "-" else backend)
                 step = make_step(model, views, labels, loss_fn, t, amp, device, compile_backend)
                 _sync(device)
                 t0 = time.perf_counter()

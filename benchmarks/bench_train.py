@@ -51,6 +51,7 @@ from djanet.config import agw_baseline, get_config, override
 from djanet.data import (FourViewDataset, IdentitySampler, batch_size, cached_arrays, make_train_loader,
                          prepare_data, read_train)
 from djanet.losses import DJANetLoss
+from djanet.mamba import set_scan_backend
 from djanet.model import DJANet
 from djanet.runtime import resolve_device, set_threads
 from djanet.threads import ThreadTuner, timed_step
@@ -101,12 +102,16 @@ def loader_vs_model(split, cfg, model_s: float, images_per_step: int, workers: l
     return rows
 
 
-def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None = None) -> float:
-    """Seconds per training step after one warm-up step; with a `tuner`, it picks the threads."""
+def _training_parts(split, cfg, device):
+    """(model, optimizer, loss) as training builds them, from seed 0."""
     engine.seed_everything(0)
     model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
-    opt = engine.make_optimizer(model, cfg.optim)
-    loss_fn = DJANetLoss(cfg.loss)
+    return model, engine.make_optimizer(model, cfg.optim), DJANetLoss(cfg.loss)
+
+
+def time_steps(split, cfg, batch, steps: int, device, tuner: ThreadTuner | None = None) -> float:
+    """Seconds per training step after one warm-up step; with a `tuner`, it picks the threads."""
+    model, opt, loss_fn = _training_parts(split, cfg, device)
     scaler = torch.amp.GradScaler("cuda") if (cfg.optim.amp and device.type == "cuda") else None
     engine.train_step(model, loss_fn, batch, opt, scaler, device)  # warm-up
     if device.type == "cuda":
@@ -210,14 +215,6 @@ TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend
 }
 
 
-def _set_scan_backend(model, backend: str) -> None:
-    from djanet.mamba import Mamba
-
-    for m in model.modules():
-        if isinstance(m, Mamba):
-            m.backend = backend
-
-
 def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager") -> dict:
     """Median seconds of each phase of a training step (data, forward, backward, optimizer) over
     `steps` steps after a warm-up step (two for torch.compile, which compiles in the first),
@@ -226,15 +223,12 @@ def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager")
 
     channels_last, dtype, compiled, backend = TREATMENTS[treatment]
     ds = FourViewDataset(split, cfg.data.img_size)
-    engine.seed_everything(0)
-    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
+    model, opt, loss_fn = _training_parts(split, cfg, device)
     if backend is not None:
-        _set_scan_backend(model, backend)
+        set_scan_backend(model, backend)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.to(memory_format=fmt)          # in place: the optimizer keeps its parameters
     forward = torch.compile(model) if compiled else model
-    opt = engine.make_optimizer(model, cfg.optim)
-    loss_fn = DJANetLoss(cfg.loss)
     epoch = cfg.loss.triplet_warmup          # past the warm-up: every loss term is on
 
     def one(count_flops: bool = False):
@@ -307,10 +301,7 @@ def fed_steps(split, cfg, workers: int, threads: int, steps: int, device) -> flo
     torch threads, after three steps (the worker's start and the first batches)."""
     torch.set_num_threads(threads)
     cfg = override(cfg, **{"data.workers": workers})
-    engine.seed_everything(0)
-    model = DJANet.from_config(cfg.model, split.num_classes, cfg.data.img_size).to(device).train()
-    opt = engine.make_optimizer(model, cfg.optim)
-    loss_fn = DJANetLoss(cfg.loss)
+    model, opt, loss_fn = _training_parts(split, cfg, device)
     batches = iter(make_train_loader(split, cfg.data, seed=0))
     if len(batches) < steps + 3:
         raise ValueError(f"an epoch of {len(batches)} batches is too short for {steps} + 3 steps")

@@ -199,6 +199,14 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         return selective_scan_chunked(u, delta, A, B, C, chunk=chunk, **kwargs)
 
 
+def set_scan_backend(module: nn.Module, backend: str) -> None:
+    """Give every Mamba block inside `module` the scan `backend` (one of BACKENDS): how the
+    benchmarks time one network under each scan."""
+    for m in module.modules():
+        if isinstance(m, Mamba):
+            m.backend = backend
+
+
 class Mamba(nn.Module):
     """Mamba block with mamba_ssm's default parameters and initialisation (bias=False, conv_bias=True).
 

@@ -76,11 +76,17 @@ def test_treatments_parse_and_name_the_valid_ones(bench_model):
     assert bench_model.unsupported(t, cpu, positions=8, fused_scan=False) is None
 
 
+def _tiny_training_split(sysu_root, tmp_path):
+    """The tiny preset on the synthetic SYSU-MM01 and the training split it reads (validation held out)."""
+    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
+    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    return cfg, split
+
+
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 64 worker processes")
 def test_loader_is_timed_as_training_builds_it_and_judged_against_the_model(sysu_root, tmp_path):
     bench_train = _script("bench_train")
-    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
-    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    cfg, split = _tiny_training_split(sysu_root, tmp_path)
     rows = bench_train.loader_vs_model(split, cfg, model_s=1e6, images_per_step=32, workers=[0],
                                        caches=[True, False], batches=2)
     assert [(r["workers"], r["cache"]) for r in rows] == [(0, True), (0, False)]
@@ -97,8 +103,7 @@ def test_a_step_is_split_into_its_phases_and_its_flops_counted(sysu_root, tmp_pa
     from djanet.data import IdentitySampler
     bench_train = _script("bench_train")
 
-    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
-    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    cfg, split = _tiny_training_split(sysu_root, tmp_path)
     pairs = list(IdentitySampler(split.visible.labels, split.infrared.labels, 4, 2, seed=0))[:8]
     eager = bench_train.step_phases(split, cfg, pairs, 1, torch.device("cpu"))
     last = bench_train.step_phases(split, cfg, pairs, 1, torch.device("cpu"), "channels_last")
@@ -115,8 +120,7 @@ def test_a_step_is_split_into_its_phases_and_its_flops_counted(sysu_root, tmp_pa
 
 def test_steps_fed_by_the_loader_are_timed_with_and_without_a_worker(sysu_root, tmp_path):
     bench_train = _script("bench_train")
-    cfg = get_config("tiny", data_root=str(sysu_root), cache_dir=str(tmp_path), device="cpu")
-    split, _ = read_train("sysu", sysu_root, holdout=True, val_fraction=cfg.data.val_fraction, seed=0)
+    cfg, split = _tiny_training_split(sysu_root, tmp_path)
     threads = torch.get_num_threads()
     try:
         for workers in (0, 1):

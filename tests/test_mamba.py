@@ -197,3 +197,11 @@ def test_auto_backend_on_the_cpu_checkpoints_above_the_history_limit(monkeypatch
     assert mamba.auto_backend(torch.zeros(1).expand(most + 1), 1) == "recurrent"
     assert mamba.auto_backend(torch.zeros(1, dtype=torch.float16).expand(most), 1) == "ref"   # counted as 4 bytes
     assert mamba.auto_backend(torch.zeros(1, dtype=torch.float64).expand(most), 1) == "recurrent"
+
+
+def test_set_scan_backend_reaches_every_block_inside_a_module():
+    from djanet.mamba import set_scan_backend
+
+    net = torch.nn.Sequential(Mamba(4, d_state=2), torch.nn.Linear(4, 4), torch.nn.Sequential(Mamba(4, d_state=2)))
+    set_scan_backend(net, "chunked")
+    assert [m.backend for m in net.modules() if isinstance(m, Mamba)] == ["chunked", "chunked"]
