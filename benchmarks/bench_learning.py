@@ -19,7 +19,7 @@ training, and the modality-gap numbers of the test features
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
 ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
 triplet has collapsed them).  On RegDB also `R1 no twin`: rank-1 with each query's simultaneous
-twin (same person, same image number, the same pose) out of the gallery
+twin (same person, same image number, the same pose) and the frames next to it in the walk out of the gallery
 (`djanet.protocols.rank1_without_twins`), so matching a silhouette alone cannot score.
 `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default
 test set; `--set KEY=VALUE` overrides the preset (a screen of one change).
@@ -91,7 +91,7 @@ def network_rows(name: str, cfg, split, direction: str, seeds, device) -> list[d
 
 
 def twin_free(split, feats: dict) -> dict:
-    """RegDB only: rank-1 (%) with each query's simultaneous twin out of the gallery."""
+    """RegDB only: rank-1 (%) with each query's simultaneous twin and its neighbouring frames out of the gallery."""
     if split.dataset != "regdb":
         return {}
     return {"r1_no_twin": 100 * rank1_without_twins(split, feats["query_bn"], feats["gallery_bn"])}

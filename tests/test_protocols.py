@@ -237,3 +237,24 @@ def test_regdb_twins_and_rank1_without_them():
     bad = ImageList(["/r/Thermal/3/a.bmp"], np.array([3]), np.array([2]), np.array([3]), "infrared")
     with pytest.raises(ValueError, match="a.bmp: no image number"):
         regdb_twins(q, bad)
+
+
+def test_regdb_twins_with_neighbouring_frames():
+    """A walk's frames k - 1 and k + 1 are near-twins too: with neighbours=1, frames 1..4 of a
+    person leave out 2, 3, 3 and 2 images of that person; with neighbours=3 all four."""
+    q, g = _regdb_images("visible", "v"), _regdb_images("infrared", "t")
+    assert regdb_twins(q, g, neighbours=1).sum(1).tolist() == [2, 3, 3, 2] * 3
+    assert regdb_twins(q, g, neighbours=3).sum() == 3 * 16
+    assert (regdb_twins(q, g, neighbours=1) >= regdb_twins(q, g)).all()
+    with pytest.raises(ValueError, match="neighbours=-1"):
+        regdb_twins(q, g, neighbours=-1)
+    # features along each person's walk (frames 0.1 rad apart, people 1 rad apart): without the
+    # twin the nearest is the next frame of the same person; with all of a person's frames out
+    # (neighbours=3), another person
+    frame = np.array([int(p.split("_")[-1][0]) for p in q.paths])
+    angle = 0.1 * frame + 1.0 * np.array([(3, 7, 8).index(p) for p in q.pids])
+    walk = np.stack([np.cos(angle), np.sin(angle)], 1)
+    split = EvalSplit("regdb", q, g, "all", "v2t", "/r")
+    assert rank1_without_twins(split, walk, walk, neighbours=0) == 1.0
+    assert rank1_without_twins(split, walk, walk, neighbours=1) == 1.0     # frames 2 away
+    assert rank1_without_twins(split, walk, walk, neighbours=3) == 0.0

@@ -84,12 +84,12 @@ def test_deterministic_from_seed(tmp_path):
 
 def _vis_ir_pair(layout: str, pid: int, ir_cam: int, size=(128, 64)):
     """Visible and infrared renders of one person in one pose (no occluder), and the part map."""
-    ident = syn.make_identity(0, pid)
+    ident = syn.identity(0, pid, layout)
     pose = syn.random_pose(np.random.default_rng(pid), *size)
     pose["occ"] = None
     vis = syn.render(ident, pose, 1, False, np.random.default_rng(0), *size, layout=layout)
     ir = syn.render(ident, pose, ir_cam, True, np.random.default_rng(0), *size, layout=layout)
-    part, _, _ = syn.draw_parts(ident, pose, *size)
+    part = syn.draw_parts(ident, pose, *size).part
     return vis, ir, (part[:, ::-1] if pose["flip"] else part)
 
 
@@ -181,7 +181,7 @@ def test_cli(tmp_path, capsys):
 def _person_mask(layout: str, pid: int, cam: int, k: int, infrared: bool, size) -> np.ndarray:
     """Where the person is in image k (the part map of the pose render_image draws)."""
     pose, _ = syn.image_pose(0, pid, cam, k, infrared, size, layout)
-    part = syn.draw_parts(syn.make_identity(0, pid), pose, *size)[0]
+    part = syn.draw_parts(syn.identity(0, pid, layout), pose, *size).part
     return (part[:, ::-1] if pose["flip"] else part) > 0
 
 
@@ -200,6 +200,6 @@ def test_regdb_pairs_share_a_pose_other_layouts_do_not():
             sysu.append(_iou(_person_mask("sysu", pid, 1, k, False, size), _person_mask("sysu", pid, 3, k, True, size)))
     same = syn.render_image(0, 3, 2, 1, True, size, "regdb")
     pose, r = syn.image_pose(0, 3, 2, 1, True, size, "regdb")
-    assert np.array_equal(same, syn.render(syn.make_identity(0, 3), pose, 2, True, r, *size, 0, "regdb"))
+    assert np.array_equal(same, syn.render(syn.identity(0, 3, "regdb"), pose, 2, True, r, *size, 0, "regdb"))
     assert np.mean(regdb) > 0.7 and min(regdb) > 0.4
     assert np.mean(sysu) < 0.6 and np.mean(regdb) > np.mean(sysu) + 0.2

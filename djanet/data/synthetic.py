@@ -34,6 +34,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -46,7 +47,7 @@ from .readers import LLCM_CAMS, SYSU_IR_CAMS, SYSU_VIS_CAMS
 DEFAULT_IDS = {"sysu": 491, "regdb": 192, "llcm": 288}
 REAL_IDS = {"sysu": 491, "regdb": 412, "llcm": 1064}  # the real datasets' identity counts
 # Part of the cache folder's name, per layout: a changed generator never reuses old data.
-GENERATOR_VERSIONS = {"sysu": 3, "llcm": 3, "regdb": 3}   # regdb 3: paired poses; sysu/llcm 3: dyes
+GENERATOR_VERSIONS = {"sysu": 3, "llcm": 3, "regdb": 4}   # regdb 4: one walk per person; sysu/llcm 3: dyes
 DEFAULT_PER_CAM = {"sysu": 4, "regdb": 10, "llcm": 3}  # images per identity, camera and modality
 RAND_PERM_TRIALS = 10
 
@@ -119,6 +120,82 @@ def make_identity(seed: int, pid: int) -> dict:
     )
 
 
+# RegDB's people (Nguyen et al., Sensors 17(3):605, 2017): 254 men and 158 women, one walk each,
+# towards or away from one dual camera about 6 m above the scene.
+REGDB_FEMALE_SHARE = 158 / 412
+# Thermal emissivity of garment materials: textiles are near-black emitters in the far infrared
+# whatever their dye; only coated or metallised fabric reflects much of the surroundings.
+EMISSIVITY = {"cotton": 0.95, "wool": 0.93, "denim": 0.92, "synthetic": 0.88, "coated": 0.4}
+# A season per person: top (material choices and weights, thickness as a fraction of the body's
+# height, sleeve length as a fraction of the arm, hem), and the chance of bare lower legs.
+SEASONS = {
+    "summer": dict(tops=(("cotton", "synthetic"), (0.8, 0.2)), thick=(0.004, 0.012),
+                   sleeve=(0.25, 0.5), hem=(0.5, 0.53), bare_legs=0.5),
+    "spring": dict(tops=(("cotton", "wool", "synthetic"), (0.5, 0.3, 0.2)), thick=(0.012, 0.025),
+                   sleeve=(0.8, 1.0), hem=(0.5, 0.55), bare_legs=0.1),
+    "winter": dict(tops=(("wool", "synthetic", "coated"), (0.5, 0.4, 0.1)), thick=(0.03, 0.05),
+                   sleeve=(0.95, 1.0), hem=(0.55, 0.75), bare_legs=0.0),
+}
+SEASON_SHARE = (0.4, 0.35, 0.25)
+
+
+def regdb_tags(seed: int, pid: int) -> tuple[str, str, int]:
+    """The gender, walking direction (front: towards the camera) and sequence number a RegDB
+    file name carries, e.g. ``female_back_v_06495_3.bmp``."""
+    r = np.random.default_rng([seed, 4, pid])
+    gender = "female" if r.random() < REGDB_FEMALE_SHARE else "male"
+    return gender, str(r.choice(["front", "back"])), int(r.integers(1000, 99999))
+
+
+def _insulation(thickness: np.ndarray | float) -> np.ndarray:
+    """Share of the body's heat excess that reaches a garment's outer surface: 0.66 through a
+    T-shirt (0.008 of the body's height thick), 0.31 through a coat (0.04)."""
+    return np.clip(0.75 - 11 * np.asarray(thickness), 0.2, 0.75)
+
+
+def make_regdb_identity(seed: int, pid: int) -> dict:
+    """A RegDB person: `make_identity`'s colours, patterns and accessories, with the body and
+    clothes drawn as the real capture shows them.  The body is continuous and follows the gender
+    in the file name (men taller, broader shoulders against the hips; women longer hair, skirts);
+    the garments follow a season (thickness widens the outline and insulates, sleeve and hem
+    lengths continuous, emissivity from the material); the thermal image shows a print only
+    (a different material), never a dye's stripes or checks."""
+    ident = make_identity(seed, pid)
+    gender, _, _ = regdb_tags(seed, pid)
+    female = gender == "female"
+    r = np.random.default_rng([seed, 21, pid])
+    season = SEASONS[str(r.choice(list(SEASONS), p=SEASON_SHARE))]
+    names, weights = season["tops"]
+    top = str(r.choice(names, p=weights))
+    bare_legs = r.random() < season["bare_legs"]
+    skirt = female and r.random() < 0.3
+    bottom = "cotton" if (bare_legs or skirt) else str(r.choice(["denim", "cotton", "synthetic"], p=[0.6, 0.25, 0.15]))
+    thick_top, thick_bottom = r.uniform(*season["thick"]), r.uniform(0.004, 0.012)
+    emis = np.full(OCC + 1, EMISSIVITY["cotton"])
+    emis[TOP], emis[BOTTOM] = EMISSIVITY[top], EMISSIVITY[bottom]
+    insul = np.full(OCC + 1, 0.5)
+    insul[TOP], insul[BOTTOM] = _insulation(thick_top), _insulation(thick_bottom)
+    ptype = ident["ptype"]
+    ident.update(
+        gender=gender, emis=emis, insul=insul,
+        pdelta=np.where(ptype == 4, -r.uniform(0.03, 0.08, OCC + 1), 0.0),
+        height=float(np.clip(r.normal(0.89 if female else 0.95, 0.03), 0.8, 1.0)),
+        shoulder=float(np.clip(r.normal(0.235 if female else 0.27, 0.012), 0.2, 0.31)),
+        hip=float(np.clip(r.normal(0.215 if female else 0.19, 0.01), 0.16, 0.24)),
+        long_hair=bool(r.random() < (0.65 if female else 0.05)),
+        hair_len=float(r.uniform(0.12, 0.3) if female else r.uniform(0.08, 0.14)),
+        skirt=bool(skirt), thick_top=float(thick_top), thick_bottom=float(thick_bottom),
+        sleeve=float(r.uniform(*season["sleeve"])), hem=float(r.uniform(*season["hem"])),
+        legs=float(r.uniform(0.35, 0.6) if bare_legs or skirt else r.uniform(0.88, 1.0)),
+    )
+    return ident
+
+
+def identity(seed: int, pid: int, layout: str) -> dict:
+    """The person `pid` as drawn for `layout` (RegDB's people: `make_regdb_identity`)."""
+    return make_regdb_identity(seed, pid) if layout == "regdb" else make_identity(seed, pid)
+
+
 # ----------------------------------------------------------------------------- geometry
 @lru_cache(maxsize=8)
 def _grid(h: int, w: int):
@@ -149,47 +226,107 @@ def _pattern(kind, freq, u, v, front):
     return np.zeros_like(u, dtype=bool)
 
 
-def draw_parts(ident: dict, pose: dict, h: int, w: int):
-    """Label map (h, w) of part codes, a pattern mask, and a body-roundness shading in [0, 1]."""
+class Parts(NamedTuple):
+    """What `draw_parts` returns: the label map (h, w) of part codes, the pattern mask, a
+    body-roundness shading in [0, 1], and `warmth`: the share of a surface's heat excess over the
+    ambient that reaches the camera at each pixel (1: in contact with the body; less where fabric
+    hangs loose or traps air, or where skin is cooler than the face).  Only the thermal render
+    reads `warmth`."""
+    part: np.ndarray
+    pat: np.ndarray
+    shade: np.ndarray
+    warmth: np.ndarray
+
+
+# Thermal warmth of skin by place (the face is the warmest surface) and of loose fabric.
+WARMTH = {"face": 1.0, "neck": 0.97, "hands": 0.88, "lower legs": 0.82, "loose": 0.55, "skirt": 0.7}
+
+
+def _body_grid(pose: dict, h: int, w: int, top: float, ph: float, cx: float):
+    """The pixel grid in body coordinates.  A camera looking down from above (`pose['tilt']` > 0)
+    sees the head nearer than the feet: image rows near the head are magnified by 1 + tilt and
+    those at the feet by 1 - tilt, and widths grow by 1 / `pose['squash']` against heights (the
+    body's height is foreshortened).  Without a tilt, the plain grid."""
     Y, X = _grid(h, w)
+    t, squash = pose.get("tilt", 0.0), pose.get("squash", 1.0)
+    if not t and squash == 1.0:
+        return Y, X
+    phi = (Y - top) / ph                         # image fraction of the body's height
+    if t:   # invert phi = f + t f (1 - f) for the body fraction f (linear outside [0, 1])
+        inside = ((1 + t) - np.sqrt(np.maximum((1 + t) ** 2 - 4 * t * np.clip(phi, 0, 1), 0))) / (2 * t)
+        f = np.where(phi < 0, phi / (1 + t), np.where(phi > 1, 1 + (phi - 1) / (1 - t), inside))
+    else:
+        f = phi
+    magnification = 1 + t * (1 - 2 * np.clip(f, 0, 1))
+    return (top + f * ph).astype(np.float32), (cx + (X - cx) * squash / magnification).astype(np.float32)
+
+
+def draw_parts(ident: dict, pose: dict, h: int, w: int) -> Parts:
+    """Paint one person in `pose` into a label map, with its pattern, shading and warmth maps.
+
+    Optional keys (absent: the plain figure): the identity's `thick_top` / `thick_bottom`
+    (garment thickness as a fraction of the body's height: it widens the outline, and the added
+    margin is loose fabric), `hem` (where the top ends: 0.51 at the hips, lower for a coat),
+    `hair_len`; the pose's `tilt` and `squash` (a camera looking down, `_body_grid`).
+    """
     ph = pose["scale"] * ident["height"] * h * 0.92
     cx, top = w / 2 + pose["dx"], (h - ph) / 2 + pose["dy"]
+    Y, X = _body_grid(pose, h, w, top, ph, cx)
     view = pose["view"]                       # 0 front, 1 back, 2 side
     narrow = 0.62 if view == 2 else 1.0
     sw, hw = ident["shoulder"] * ph * narrow, ident["hip"] * ph * narrow
+    thick_top, thick_bottom = ident.get("thick_top", 0.0) * ph, ident.get("thick_bottom", 0.0) * ph
+    hem = ident.get("hem", 0.51)
     yv = lambda f: top + f * ph                # noqa: E731  (fraction of height -> pixel row)
     part = np.zeros((h, w), np.int8)
+    warmth = np.ones((h, w), np.float32)
 
-    def paint(mask, code):
+    def paint(mask, code, warm=1.0):
         part[mask] = code
+        warmth[mask] = warm
 
     if ident["long_hair"]:
-        paint((Y > yv(0.05)) & (Y < yv(0.26)) & (np.abs(X - cx) < 0.07 * ph), HAIR)
+        paint((Y > yv(0.05)) & (Y < yv(0.05 + ident.get("hair_len", 0.21))) & (np.abs(X - cx) < 0.07 * ph), HAIR)
     stride, swing = pose["stride"] * ph, pose["swing"] * ph
     for side in (-1, 1):                       # legs: trousers down to `legs`, then skin
         hx = cx + side * hw * 0.28
-        m, t = _capsule(Y, X, yv(0.5), hx, yv(0.94), hx + side * stride * 0.5, 0.048 * ph)
+        leg = (yv(0.5), hx, yv(0.94), hx + side * stride * 0.5)
+        if thick_bottom:
+            m, t = _capsule(Y, X, *leg, 0.048 * ph + thick_bottom)
+            paint(m & (t <= ident["legs"]), BOTTOM, WARMTH["loose"])
+        m, t = _capsule(Y, X, *leg, 0.048 * ph)
         paint(m & (t <= ident["legs"]), BOTTOM)
-        paint(m & (t > ident["legs"]), SKIN)
+        paint(m & (t > ident["legs"]), SKIN, WARMTH["lower legs"])
         paint(_ellipse(Y, X, yv(0.955), hx + side * stride * 0.5 + (0.02 * ph if view == 2 else 0),
                        0.025 * ph, 0.045 * ph), SHOES)
-    paint((Y > yv(0.46)) & (Y < yv(0.56)) & (np.abs(X - cx) < hw / 2), BOTTOM)
+    paint((Y > yv(0.46)) & (Y < yv(0.56)) & (np.abs(X - cx) < hw / 2 + thick_bottom), BOTTOM)
     if ident["skirt"]:
         f = np.clip((Y - yv(0.46)) / (0.26 * ph), 0, 1)
-        paint((Y > yv(0.46)) & (Y < yv(0.72)) & (np.abs(X - cx) < hw / 2 + f * 0.06 * ph), BOTTOM)
+        paint((Y > yv(0.46)) & (Y < yv(0.72)) & (np.abs(X - cx) < hw / 2 + f * 0.06 * ph), BOTTOM,
+              WARMTH["skirt"])
     f = np.clip((Y - yv(0.15)) / (0.36 * ph), 0, 1)  # torso: a trapezoid shoulders -> hips
-    paint((Y > yv(0.15)) & (Y < yv(0.51)) & (np.abs(X - cx - pose["lean"] * f * ph)
-                                             < sw / 2 + f * (hw - sw) / 2), TOP)
+    lean = pose["lean"] * f * ph
+    torso = (Y > yv(0.15)) & (Y < yv(0.51))
+    if hem > 0.51:                             # a coat: on below the hips, flaring, hanging loose
+        flare = np.clip((Y - yv(0.51)) / ph, 0, None) * 0.25 * ph
+        paint((Y >= yv(0.51)) & (Y < yv(hem)) & (np.abs(X - cx - lean) < hw / 2 + thick_top + flare),
+              TOP, WARMTH["loose"])
+    if thick_top:
+        paint(torso & (np.abs(X - cx - lean) < sw / 2 + f * (hw - sw) / 2 + thick_top), TOP, WARMTH["loose"])
+    paint(torso & (np.abs(X - cx - lean) < sw / 2 + f * (hw - sw) / 2), TOP)
     for side in (-1, 1):                       # arms: sleeve down to `sleeve`, then skin
         sx = cx + side * (sw / 2 - 0.02 * ph)
         ex = sx + side * 0.02 * ph + (side if view != 2 else 1) * swing
+        if thick_top:
+            m, t = _capsule(Y, X, yv(0.18), sx, yv(0.49), ex, 0.033 * ph + thick_top)
+            paint(m & (t <= ident["sleeve"]), TOP, WARMTH["loose"])
         m, t = _capsule(Y, X, yv(0.18), sx, yv(0.49), ex, 0.033 * ph)
         paint(m & (t <= ident["sleeve"]), TOP)
-        paint(m & (t > ident["sleeve"]), SKIN)
-    paint((Y > yv(0.12)) & (Y < yv(0.16)) & (np.abs(X - cx) < 0.025 * ph), SKIN)   # neck
+        paint(m & (t > ident["sleeve"]), SKIN, WARMTH["hands"])
+    paint((Y > yv(0.12)) & (Y < yv(0.16)) & (np.abs(X - cx) < 0.025 * ph), SKIN, WARMTH["neck"])
     hy, hry, hrx = yv(0.075), 0.062 * ph, 0.05 * ph * ident["head"]
     head = _ellipse(Y, X, hy, cx, hry, hrx)
-    paint(head, SKIN)
+    paint(head, SKIN, WARMTH["face"])
     paint(head & ((Y < hy - 0.35 * hry) | (view == 1)), HAIR)
     if ident["hat"]:
         paint(_ellipse(Y, X, hy - 0.5 * hry, cx, 0.55 * hry, 1.1 * hrx) & (Y < hy - 0.2 * hry), HAT)
@@ -209,7 +346,8 @@ def draw_parts(ident: dict, pose: dict, h: int, w: int):
         paint(_ellipse(Y, X, yv(0.5), cx + 0.55 * sw, 0.05 * ph, 0.06 * ph), BAG)
     if pose["occ"] is not None:                # something in front: a pole, a car, a railing
         oy0, oy1, ox0, ox1 = pose["occ"]
-        paint((Y >= oy0 * h) & (Y < oy1 * h) & (X >= ox0 * w) & (X < ox1 * w), OCC)
+        Yi, Xi = _grid(h, w)                   # in image coordinates, whatever the view
+        paint((Yi >= oy0 * h) & (Yi < oy1 * h) & (Xi >= ox0 * w) & (Xi < ox1 * w), OCC)
 
     u, v = (X - cx) / ph, (Y - top) / ph
     pat = np.zeros((h, w), bool)
@@ -218,7 +356,7 @@ def draw_parts(ident: dict, pose: dict, h: int, w: int):
             pat |= (part == code) & _pattern(ident["ptype"][code], ident["pfreq"][code], u, v,
                                              view == 0)
     shade = 1 - np.clip(((X - cx) / (0.6 * sw + 1e-6)) ** 2, 0, 1)
-    return part, pat, shade
+    return Parts(part, pat, shade, warmth)
 
 
 def random_pose(r: np.random.Generator, h: int, w: int) -> dict:
@@ -233,6 +371,39 @@ def random_pose(r: np.random.Generator, h: int, w: int) -> dict:
                 view=int(r.choice(3, p=[0.4, 0.4, 0.2])), stride=r.uniform(0, 0.16),
                 swing=r.uniform(-0.05, 0.05), lean=r.uniform(-0.03, 0.03), occ=occ,
                 flip=r.random() < 0.5)
+
+
+# The dual camera looks down from about 6 m on people some 5-8 m away: heads about 10% nearer
+# (magnified) than feet, and heights foreshortened against widths.
+REGDB_TILT, REGDB_SQUASH = 0.1, 0.88
+
+
+def walk_pose(seed: int, pid: int, index: int, h: int, w: int) -> dict:
+    """Frame `index` of person `pid`'s one walk past RegDB's camera.
+
+    The direction (front: towards the camera) comes from the file name's tag and the mirror state
+    is one per walk; the gait phase advances frame by frame (stride and arm swing follow it, with
+    a person's own amplitude); scale and position drift slowly (nearer: larger and lower in the
+    frame); occluders are rare.  The oblique view is the camera's, the same for every person.
+    """
+    _, direction, _ = regdb_tags(seed, pid)
+    r = np.random.default_rng([seed, pid, 7])
+    toward = 1 if direction == "front" else -1
+    scale0, grow = r.uniform(0.86, 0.98), toward * r.uniform(0.003, 0.01)
+    dx0, vx = r.uniform(-0.06, 0.06) * w, r.uniform(-0.006, 0.006) * w
+    dy0 = r.uniform(-0.03, 0.03) * h
+    phase = r.uniform(0, 2 * np.pi) + index * r.uniform(0.5, 1.0)
+    stride_amp, swing_amp = r.uniform(0.08, 0.16), r.uniform(0.02, 0.05)
+    lean, flip = r.uniform(-0.02, 0.02), bool(r.random() < 0.5)
+    frame = np.random.default_rng([seed, pid, 8, index])
+    occ = None
+    if frame.random() < 0.03:
+        x0 = frame.uniform(0, 0.8)
+        occ = (0.0, 1.0, x0, x0 + frame.uniform(0.12, 0.3))
+    return dict(scale=scale0 * (1 + grow * index), dx=dx0 + vx * index, dy=dy0 + 0.3 * grow * index * h,
+                view=0 if direction == "front" else 1, stride=stride_amp * abs(np.sin(phase)),
+                swing=swing_amp * np.sin(phase), lean=lean, occ=occ, flip=flip,
+                tilt=REGDB_TILT, squash=REGDB_SQUASH)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -258,13 +429,12 @@ def _scene(seed: int, cam: int, sensor: str, h: int, w: int):
     r = np.random.default_rng([seed, 1000 + cam, SENSORS.index(sensor)])
     Y, X = _grid(h, w)
     horizon = r.uniform(0.55, 0.8) * h
-    if sensor == "thermal":   # ambient level, warm blobs (lamps, radiators, engines), column noise
+    if sensor == "thermal":   # ambient level, warm blobs (lamps, radiators, engines)
         amb = r.uniform(0.25, 0.45)
         bg = np.where(Y < horizon, amb, amb - 0.08 + 0.05 * (Y - horizon) / h)
         for _ in range(r.integers(1, 4)):
             cy, cx, s = r.uniform(0, h), r.uniform(0, w), r.uniform(4, 16) * h / 128
             bg = bg + r.uniform(0.1, 0.4) * np.exp(-((Y - cy) ** 2 + (X - cx) ** 2) / (2 * s * s))
-        bg = bg + r.normal(0, 0.015, w)[None, :]
         return bg.astype(np.float32), amb
     if sensor == "nir":       # grey reflectances of wall, floor and objects; illuminator power
         bg = np.where(Y < horizon, r.uniform(0.2, 0.8), r.uniform(0.15, 0.6)).astype(np.float32)
@@ -289,20 +459,54 @@ def _auto_gain(img: np.ndarray) -> np.ndarray:
     return 0.05 + 0.9 * (img - lo) / max(hi - lo, 1e-3)
 
 
-def _thermal(ident, part, pat, shade, person, bg, amb, r, h, w):
-    """Emitted heat: body heat through each material's insulation and emissivity."""
+def _thermal(ident, part, pat, shade, warmth, person, bg, amb, r, h, w):
+    """Emitted heat, before the camera's optics: body heat through each garment's insulation,
+    emitted by its emissivity (the rest reflects the ambient), scaled by `warmth` (skin by place,
+    loose fabric); hair, hats and shoes cool; a backpack pressed to the back warmer than a bag at
+    the hip.  A dye does not change the heat a fabric emits: only a print of another material
+    (`pdelta`) shows."""
     amb = amb + r.uniform(-0.04, 0.04)
-    temp = amb + ident["insul"] * (ident["heat"] - amb)          # surface temperature
+    excess = ident["heat"] - amb
+    temp = amb + ident["insul"] * excess                         # surface temperature
     level = ident["emis"] * temp + (1 - ident["emis"]) * amb     # emitted + reflected
     level[SKIN] = 0.97 * ident["heat"]
-    level[HAIR] = amb + 0.35 * (ident["heat"] - amb)
-    level[SHOES] = amb + 0.1 * (ident["heat"] - amb)
-    level[BAG] = amb + 0.05 + 0.2 * ident["insul"][BAG] * (ident["emis"][BAG] - 0.5)
+    level[HAIR] = amb + 0.35 * excess
+    level[SHOES] = amb + 0.1 * excess
+    level[HAT] = amb + 0.15 * excess
+    level[BAG] = amb + (0.3 if ident["bag"] == 1 else 0.08) * excess
     level[OCC] = amb + r.uniform(-0.1, 0.25)
-    img = level[part] + pat * ident["pdelta"][part]
+    img = amb + warmth * (level[part] - amb) + pat * ident["pdelta"][part]
     img = img * np.where(person & (part != OCC), 0.85 + 0.15 * shade, 1.0)
-    img = np.where(person, img, bg)
-    return _auto_gain(_blur(img) + r.normal(0, 0.03, (h, w)))
+    return np.where(person, img, bg)
+
+
+@lru_cache(maxsize=16)
+def _column_pattern(seed: int, cam: int, w: int) -> np.ndarray:
+    """An uncooled thermal sensor's fixed-pattern noise: one offset per column, the same in every
+    frame of the camera."""
+    return np.random.default_rng([seed, 1100 + cam]).normal(0, 0.02, w).astype(np.float32)
+
+
+def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur (edges repeated)."""
+    x = np.arange(-int(3 * sigma + 0.5), int(3 * sigma + 0.5) + 1)
+    k = np.exp(-x ** 2 / (2 * sigma ** 2))
+    k /= k.sum()
+    n = len(x) // 2
+    p = np.pad(img, n, mode="edge")
+    rows = sum(k[i] * p[i:i + img.shape[0]] for i in range(len(k)))
+    return sum(k[i] * rows[:, i:i + img.shape[1]] for i in range(len(k)))
+
+
+def _thermal_optics(img: np.ndarray, seed: int, cam: int, r: np.random.Generator) -> np.ndarray:
+    """What the thermal camera makes of the scene's heat: pixels twice as coarse as the visible
+    lens's (2x2 means, shown at the visible size), the optics' Gaussian blur, the sensor's column
+    pattern and noise, automatic gain."""
+    h, w = img.shape
+    even = np.pad(img, ((0, h % 2), (0, w % 2)), mode="edge")
+    coarse = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).mean((1, 3))
+    img = _gaussian_blur(np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:h, :w], 0.8)
+    return _auto_gain(img + _column_pattern(seed, cam, w) + r.normal(0, 0.02, (h, w)))
 
 
 def _near_infrared(ident, part, pat, shade, person, bg, power, r, h, w, low_light):
@@ -323,13 +527,14 @@ def render(ident: dict, pose: dict, cam: int, infrared: bool, r: np.random.Gener
     """One (h, w, 3) uint8 image of `ident` in `pose` as camera `cam` of `layout` sees it."""
     sensor = INFRARED_SENSOR[layout] if infrared else "visible"
     low_light = layout in LOW_LIGHT
-    part, pat, shade = draw_parts(ident, pose, h, w)
+    part, pat, shade, warmth = draw_parts(ident, pose, h, w)
     bg, cam_param = _scene(seed, cam, sensor, h, w)
     sh = r.integers(-3, 4, 2)
     bg = np.roll(bg, tuple(sh), axis=(0, 1))
     person = part > 0
     if sensor == "thermal":
-        img = np.repeat(_thermal(ident, part, pat, shade, person, bg, cam_param, r, h, w)[..., None], 3, 2)
+        img = _thermal(ident, part, pat, shade, warmth, person, bg, cam_param, r, h, w)
+        img = np.repeat(_thermal_optics(img, seed, cam, r)[..., None], 3, 2)
     elif sensor == "nir":
         img = _near_infrared(ident, part, pat, shade, person, bg, cam_param, r, h, w, low_light)
         img = np.repeat(img[..., None], 3, axis=2)
@@ -360,7 +565,7 @@ def image_pose(seed: int, pid: int, cam: int, index: int, infrared: bool, size: 
     r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
     if layout not in PAIRED_CAPTURE:
         return random_pose(r, h, w), r
-    pose = random_pose(np.random.default_rng([seed, pid, 7, index]), h, w)
+    pose = walk_pose(seed, pid, index, h, w)
     if infrared:   # the thermal lens: beside the visible one, a slightly different field of view
         pose = dict(pose, dx=pose["dx"] + r.uniform(0.0, 0.05) * w, scale=pose["scale"] * r.uniform(0.95, 1.0))
     return pose, r
@@ -370,7 +575,7 @@ def render_image(seed: int, pid: int, cam: int, index: int, infrared: bool,
                  size: tuple[int, int] = (128, 64), layout: str = "sysu") -> np.ndarray:
     """The image number `index` of person `pid` in camera `cam`, deterministic from the seed."""
     pose, r = image_pose(seed, pid, cam, index, infrared, size, layout)
-    return render(make_identity(seed, pid), pose, cam, infrared, r, *size, seed, layout)
+    return render(identity(seed, pid, layout), pose, cam, infrared, r, *size, seed, layout)
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -458,9 +663,8 @@ def _write_regdb(root: Path, ids: int, seed: int, size, per_cam: int) -> None:
     jobs: list[tuple[Path, tuple]] = []
     names = {}
     for pid in range(1, ids + 1):
-        rp = np.random.default_rng([seed, 4, pid])
-        stem = f"{rp.choice(['female', 'male'])}_{rp.choice(['front', 'back'])}"
-        seq = int(rp.integers(1000, 99999))
+        gender, direction, seq = regdb_tags(seed, pid)
+        stem = f"{gender}_{direction}"
         for folder, tag, cam in (("Visible", "v", 1), ("Thermal", "t", 2)):
             names[pid, folder] = []
             for k in range(per_cam):
