@@ -1,7 +1,8 @@
 """Does the network learn? Baselines, AGW and DJANet side by side on one test set, over seeds.
 
     python benchmarks/bench_learning.py [--dataset sysu] [--preset cpu-demo] [--seeds 0 1 2]
-                                        [--data-seed 0] [--models agw djanet] [--out runs/bench-learning]
+                                        [--data-seed 0] [--direction t2v] [--models agw djanet]
+                                        [--out runs/bench-learning]
 
 One run prints, on the same test protocol (SYSU-MM01: all-search, infrared -> visible, `bn`
 features, mean over the gallery trials of each run):
@@ -19,8 +20,9 @@ training, and the modality-gap numbers of the test features
 each above its chance level), `pos_ratio`, the modality classifier's accuracy and the centroid
 ratio, and `pool_spread` (`djanet.gap.feature_spread` of the pooled features: near 0 when the
 triplet has collapsed them).  On RegDB also `R1 no twin`: rank-1 with each query's simultaneous
-twin (same person, same image number, the same pose) and the frames next to it in the walk out of the gallery
-(`djanet.protocols.rank1_without_twins`), so matching a silhouette alone cannot score.
+twin (same person, same image number, the same pose) and the frames next to it in the walk out of
+the gallery (`djanet.protocols.rank1_without_twins`), so matching a silhouette alone cannot score.
+`--direction` tests another of the dataset's directions (RegDB: t2v) with the same trained runs.
 `--data-seed` draws another synthetic dataset, so a recipe can be checked away from the default
 test set; `--set KEY=VALUE` overrides the preset (a screen of one change).
 """
@@ -141,6 +143,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--data-seed", type=int, default=0, help="draw of the synthetic dataset")
     p.add_argument("--data-root", default=None, help="a real dataset instead of synthetic data")
+    p.add_argument("--direction", default=None,
+                   help="test direction (default: the dataset's first, e.g. v2t on RegDB; t2v, v2i, ...)")
     p.add_argument("--models", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
                    help="networks to train (none: only chance, grey pixels and the untrained network)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -150,9 +154,10 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-learning", help="runs and results go here")
     a = p.parse_args()
 
-    out = Path(a.out) / f"{a.dataset}-{a.preset}-data{a.data_seed}"
+    draw = Path(a.out) / f"{a.dataset}-{a.preset}-data{a.data_seed}"
+    out = draw.with_name(f"{draw.name}-{a.direction}") if a.direction else draw   # runs shared by directions
     changes = {"data.dataset": a.dataset, "data.synthetic_seed": a.data_seed, "data.data_root": a.data_root,
-               "data.cache_dir": str(Path(a.out) / "cache"), "out_dir": str(out / "runs"),
+               "data.cache_dir": str(Path(a.out) / "cache"), "out_dir": str(draw / "runs"),
                "device": a.device, "quiet": True, "tensorboard": False}
     if a.epochs is not None:
         changes["optim.epochs"] = a.epochs
@@ -160,7 +165,9 @@ def main() -> None:
     cfg = get_config(a.preset, **changes)
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    direction = DIRECTIONS[a.dataset][0]
+    direction = a.direction or DIRECTIONS[a.dataset][0]
+    if direction not in DIRECTIONS[a.dataset]:
+        raise SystemExit(f"--direction {direction!r}: {a.dataset} is tested in {DIRECTIONS[a.dataset]}")
     split = read_test(a.dataset, prepare_data(cfg), mode=cfg.data.mode, trial=cfg.data.trial,
                       direction=direction)
     print(f"{a.dataset} (data seed {a.data_seed}), {direction}, {len(set(split.query.pids))} test ids, "
