@@ -125,7 +125,8 @@ def source_note(prov: dict, frame: pd.DataFrame, where: str, full: bool) -> str:
         return (f"These are the numbers of the study in `{where}`: {runs} with {made}, made by "
                 f"`{prov['command']}`. This notebook renders them and trains nothing; the study's provenance "
                 "(`provenance.json`) records how they were made.")
-    return (f"**These are not the full study's numbers.** `{where}` holds no study, so this notebook ran a small "
+    return (f"**These are not the full study's numbers.** `{where}` holds no study on {prov.get('dataset')}, "
+            "so this notebook ran a small "
             f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, with {made}. "
             "`make study` runs the whole grid (six variants x three seeds) and writes it where the book "
             "renders it from.")

@@ -301,9 +301,13 @@ def summary_frame(frame: pd.DataFrame, baseline: str = "agw", level: float = 0.9
     return summary
 
 
-def has_study(folder: str | os.PathLike) -> bool:
-    """True when `folder` holds the three files of a finished study."""
-    return all((Path(folder) / name).is_file() for name in (STUDY_CSV, SUMMARY_CSV, PROVENANCE_JSON))
+def has_study(folder: str | os.PathLike, dataset: str | None = None) -> bool:
+    """True when `folder` holds the three files of a finished study (with `dataset`: one made on
+    that dataset, so a page about RegDB never shows a SYSU-MM01 study as its own)."""
+    folder = Path(folder)
+    if not all((folder / name).is_file() for name in (STUDY_CSV, SUMMARY_CSV, PROVENANCE_JSON)):
+        return False
+    return dataset is None or json.loads((folder / PROVENANCE_JSON).read_text()).get("dataset") == dataset
 
 
 def load_study(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:

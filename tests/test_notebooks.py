@@ -263,6 +263,7 @@ def test_every_notebook_on_other_layouts_reports_that_datasets_protocol(other_la
     study = pd.read_csv(out / "ablation" / "study.csv")
     assert set(study["protocol"]) == {f"{DIRECTIONS[dataset][0]}/bn"}
     assert sorted(set(study["variant"])) == ["agw", "djanet"] and study["R1"].between(0, 100).all()
+    assert f"holds no study on {dataset}" in _markdown_outputs(executed["06_ablation"])
 
 
 def _check_html():

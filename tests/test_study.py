@@ -172,6 +172,9 @@ def test_a_tiny_study_writes_one_row_per_run_and_its_statistics(tiny_study):
     for key in ("command", "commit", "date", "machine", "torch", "config", "wall_s"):
         assert key in prov, key
     assert prov["machine"]["cores"] >= 1 and prov["config"]["preset"] == "tiny"
+    # a page about another dataset does not take this study for its own
+    assert study.has_study(results) and study.has_study(results, dataset="sysu")
+    assert not study.has_study(results, dataset="regdb") and not study.has_study(tmp / "runs")
 
 
 @pytest.mark.slow

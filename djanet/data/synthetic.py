@@ -11,14 +11,17 @@ infrared render follows the camera each real dataset used:
   absorbs the near infrared too (most dyes), and its bare fibre where the dye is transparent
   there; skin is bright; the camera's illuminator falls off from the image centre, and gain and
   noise vary per image.  LLCM's scenes are low-light (dark, noisy visible images).
-* RegDB: a *thermal* camera, which records emitted heat: body heat through each material's
+* RegDB: a *thermal* camera, which records emitted heat: body heat through each garment's
   insulation and emissivity, so grey levels owe nothing to the dye.
 
 Either way the two modalities share geometry (body shape, garment layout, patterns, accessories)
-but not grey levels; pose, scale, crop offset, flip and occlusion vary per image, except that
-RegDB's dual camera records its visible and thermal images in simultaneous pairs (one pose, two
-lenses side by side).  Everything is drawn with numpy on coordinate grids and is deterministic
-from the seed.
+but not grey levels.  On SYSU-MM01 and LLCM, pose, scale, crop offset, flip and occlusion vary
+per image.  RegDB follows its real capture (Nguyen et al., Sensors 17(3):605, 2017): one dual
+camera about 6 m above the scene, one walk past it per person (`walk_pose`), each visible frame
+with a simultaneous thermal twin, bodies tied to the gender in the file name and garments to a
+season (`make_regdb_identity`), skin warmth by place, and a thermal camera's coarse, blurred
+pixels with a fixed column pattern (`_thermal_optics`).  Everything is drawn with numpy on
+coordinate grids and is deterministic from the seed.
 
 SYSU-MM01 also gets ``exp/rand_perm_cam.mat`` in the format the community's evaluation code reads:
 variable ``rand_perm_cam`` is a 6x1 cell (one per camera); cell ``{cam}`` is a (max_pid x 1) cell whose
@@ -558,8 +561,9 @@ def image_pose(seed: int, pid: int, cam: int, index: int, infrared: bool, size: 
     draws the rest of that image (light, noise).
 
     RegDB was recorded with a dual camera: its visible and thermal image number `index` of a
-    person are taken at the same moment, so they share one pose, seen through two lenses side
-    by side (a small shift and scale apart).  Elsewhere every image has its own pose.
+    person are taken at the same moment, frame `index` of the person's walk (`walk_pose`), so
+    they share one pose, seen through two lenses side by side (a small shift and scale apart).
+    Elsewhere every image has its own pose.
     """
     h, w = size
     r = np.random.default_rng([seed, pid, cam, index, int(infrared)])
