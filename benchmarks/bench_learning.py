@@ -122,6 +122,17 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
                                "train_acc": "train ID acc (%)", "train_s": "train s", **FIT})
 
 
+# The columns the book shows (book/results/regdb): the protocol's numbers, the learning checks and
+# the ratios to grey pixels.
+BOOK_COLUMNS = ("runs", "R1 (%)", "mAP (%)", "R1 no twin (%)", "train ID acc (%)", "cross_share",
+                "R1 / pixels", "mAP / pixels", "R1 no twin / pixels")
+
+
+def book_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's rows with the columns the book shows (those this run has)."""
+    return summary[[c for c in BOOK_COLUMNS if c in summary]].rename_axis("features")
+
+
 def parse_sets(items: list[str]) -> dict:
     """["data.grey_remap_p=0.5", ...] -> {"data.grey_remap_p": 0.5, ...} (values as Python literals)."""
     changes = {}
@@ -191,10 +202,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "summary.csv")
+    book_table(summary).to_csv(out / "book.csv")
     (out / "command.json").write_text(json.dumps(vars(a), indent=1))
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(summary.to_string())
-    print(f"written: {out / 'runs.csv'}, {out / 'summary.csv'}")
+    print(f"written: {out / 'runs.csv'}, {out / 'summary.csv'}, {out / 'book.csv'}")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,10 @@ def test_bench_learning_reads_overrides_and_reports_twin_free_rank1():
     out = bench.summarise(frame)
     assert out.loc["agw", "R1 no twin (%)"] == "4.5 ± 0.7"
     assert out.loc["agw", "R1 no twin / pixels"] == "3.00x" and out.loc["agw", "R1 / pixels"] == "1.00x"
+    book = bench.book_table(out)   # what book/results/regdb keeps: the protocol, the checks, the ratios
+    assert book.index.name == "features" and list(book.index) == ["random features", "grey pixels", "agw"]
+    assert list(book.columns) == ["runs", "R1 (%)", "mAP (%)", "R1 no twin (%)", "R1 / pixels", "mAP / pixels",
+                                  "R1 no twin / pixels"]
 
 
 def test_mutation_score_counts_killed_over_non_equivalent(tmp_path):
