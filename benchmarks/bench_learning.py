@@ -129,8 +129,10 @@ BOOK_COLUMNS = ("runs", "R1 (%)", "mAP (%)", "R1 no twin (%)", "train ID acc (%)
 
 
 def book_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary's rows with the columns the book shows (those this run has)."""
-    return summary[[c for c in BOOK_COLUMNS if c in summary]].rename_axis("features")
+    """The summary's rows with the columns the book shows (those this run has); blank where a row
+    has no such number (no training accuracy for grey pixels)."""
+    table = summary[[c for c in BOOK_COLUMNS if c in summary]].rename_axis("features")
+    return table.replace("nan", "")
 
 
 def parse_sets(items: list[str]) -> dict:

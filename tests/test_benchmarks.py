@@ -178,10 +178,12 @@ def test_bench_learning_reads_overrides_and_reports_twin_free_rank1():
     out = bench.summarise(frame)
     assert out.loc["agw", "R1 no twin (%)"] == "4.5 ± 0.7"
     assert out.loc["agw", "R1 no twin / pixels"] == "3.00x" and out.loc["agw", "R1 / pixels"] == "1.00x"
+    out["train ID acc (%)"] = ["nan", "nan", "96.0 ± 1.0"]
     book = bench.book_table(out)   # what book/results/regdb keeps: the protocol, the checks, the ratios
     assert book.index.name == "features" and list(book.index) == ["random features", "grey pixels", "agw"]
-    assert list(book.columns) == ["runs", "R1 (%)", "mAP (%)", "R1 no twin (%)", "R1 / pixels", "mAP / pixels",
-                                  "R1 no twin / pixels"]
+    assert list(book.columns) == ["runs", "R1 (%)", "mAP (%)", "R1 no twin (%)", "train ID acc (%)", "R1 / pixels",
+                                  "mAP / pixels", "R1 no twin / pixels"]
+    assert book["train ID acc (%)"].tolist() == ["", "", "96.0 ± 1.0"]
 
 
 def test_mutation_score_counts_killed_over_non_equivalent(tmp_path):
