@@ -269,11 +269,11 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
     """step_phases for AGW and DJANet under every treatment that applies here, side by side,
     and the machine's float32 matrix-product peak on the same threads (CPU steps only: the
     phases are timed without waiting for a GPU)."""
-    peak = matmul_peak()
+    peak, bf16 = matmul_peak(), cpu_has_bf16()
     rows = []
     for label, mcfg in (("AGW", agw_baseline(cfg)), ("DJANet", cfg)):
         for treatment in TREATMENTS:
-            if treatment == "bf16 autocast" and not cpu_has_bf16():
+            if treatment == "bf16 autocast" and not bf16:
                 continue
             if treatment == "chunked scan" and not mcfg.model.align:
                 continue
@@ -281,7 +281,7 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
     flops = {r["model"]: r["flops"] for r in rows if r["treatment"] == "eager"}
     eager = {r["model"]: r["step_s"] for r in rows if r["treatment"] == "eager"}
     print(f"\nfloat32 matrix product (2048 x 2048) on {torch.get_num_threads()} threads: {peak / 1e9:.1f} GFLOP/s"
-          + ("" if cpu_has_bf16() else "; no bfloat16 instructions on this CPU: bfloat16 autocast not timed"))
+          + ("" if bf16 else "; no bfloat16 instructions on this CPU: bfloat16 autocast not timed"))
     print(f"{'model':8s}{'treatment':>15s}{'data':>8s}{'forward':>9s}{'backward':>10s}{'optim':>8s}{'step s':>9s}"
           f"{'vs eager':>10s}{'GFLOP/s':>9s}{'of peak':>9s}{'warm-up s':>11s}")
     for r in rows:
@@ -293,7 +293,7 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
     for model, f in flops.items():
         print(f"{model}: {f / 1e9:.2f} GFLOP per step (forward, losses and backward)")
     return {"peak_flops_per_s": peak, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
-            "bf16_instructions": cpu_has_bf16(), "rows": rows}
+            "bf16_instructions": bf16, "rows": rows}
 
 
 def fed_steps(split, cfg, workers: int, threads: int, steps: int, device) -> float:

@@ -288,18 +288,23 @@ def draw_parts(ident: dict, pose: dict, h: int, w: int) -> Parts:
         part[mask] = code
         warmth[mask] = warm
 
+    def limb(ends, radius, length, code, thickness, skin):
+        """A limb's capsule: the garment `code` down to `length` along it (the margin its
+        thickness adds hangs loose), bare skin (warmth of place `skin`) below."""
+        if thickness:
+            m, t = _capsule(Y, X, *ends, radius + thickness)
+            paint(m & (t <= length), code, WARMTH["loose"])
+        m, t = _capsule(Y, X, *ends, radius)
+        paint(m & (t <= length), code)
+        paint(m & (t > length), SKIN, WARMTH[skin])
+
     if ident["long_hair"]:
         paint((Y > yv(0.05)) & (Y < yv(0.05 + ident.get("hair_len", 0.21))) & (np.abs(X - cx) < 0.07 * ph), HAIR)
     stride, swing = pose["stride"] * ph, pose["swing"] * ph
     for side in (-1, 1):                       # legs: trousers down to `legs`, then skin
         hx = cx + side * hw * 0.28
-        leg = (yv(0.5), hx, yv(0.94), hx + side * stride * 0.5)
-        if thick_bottom:
-            m, t = _capsule(Y, X, *leg, 0.048 * ph + thick_bottom)
-            paint(m & (t <= ident["legs"]), BOTTOM, WARMTH["loose"])
-        m, t = _capsule(Y, X, *leg, 0.048 * ph)
-        paint(m & (t <= ident["legs"]), BOTTOM)
-        paint(m & (t > ident["legs"]), SKIN, WARMTH["lower legs"])
+        limb((yv(0.5), hx, yv(0.94), hx + side * stride * 0.5), 0.048 * ph, ident["legs"], BOTTOM,
+             thick_bottom, "lower legs")
         paint(_ellipse(Y, X, yv(0.955), hx + side * stride * 0.5 + (0.02 * ph if view == 2 else 0),
                        0.025 * ph, 0.045 * ph), SHOES)
     paint((Y > yv(0.46)) & (Y < yv(0.56)) & (np.abs(X - cx) < hw / 2 + thick_bottom), BOTTOM)
@@ -320,12 +325,7 @@ def draw_parts(ident: dict, pose: dict, h: int, w: int) -> Parts:
     for side in (-1, 1):                       # arms: sleeve down to `sleeve`, then skin
         sx = cx + side * (sw / 2 - 0.02 * ph)
         ex = sx + side * 0.02 * ph + (side if view != 2 else 1) * swing
-        if thick_top:
-            m, t = _capsule(Y, X, yv(0.18), sx, yv(0.49), ex, 0.033 * ph + thick_top)
-            paint(m & (t <= ident["sleeve"]), TOP, WARMTH["loose"])
-        m, t = _capsule(Y, X, yv(0.18), sx, yv(0.49), ex, 0.033 * ph)
-        paint(m & (t <= ident["sleeve"]), TOP)
-        paint(m & (t > ident["sleeve"]), SKIN, WARMTH["hands"])
+        limb((yv(0.18), sx, yv(0.49), ex), 0.033 * ph, ident["sleeve"], TOP, thick_top, "hands")
     paint((Y > yv(0.12)) & (Y < yv(0.16)) & (np.abs(X - cx) < 0.025 * ph), SKIN, WARMTH["neck"])
     hy, hry, hrx = yv(0.075), 0.062 * ph, 0.05 * ph * ident["head"]
     head = _ellipse(Y, X, hy, cx, hry, hrx)
