@@ -8,8 +8,9 @@
 
 All models are timed side by side in one run on the same device; the ratio is DJANet / AGW
 (target <= 1.3). Under the `eager` treatment DJANet is timed once per scan backend that can run
-there (`auto` on the CPU, plus `chunked` to show what that choice saves; on CUDA `fused` when
-mamba_ssm is importable, `ref` and `recurrent`; `--scan-backends` narrows this). Every other
+there (`auto` on the CPU, plus `adjoint` and `chunked` to show what that choice saves or costs; on
+CUDA `fused` when mamba_ssm is importable, `ref`, `adjoint` and `recurrent`; `--scan-backends`
+narrows this). Every other
 treatment gives AGW and DJANet (scan `auto`) the same change:
 
 * `channels_last`: weights and inputs in NHWC memory order (what cuDNN's fast convs prefer);
@@ -71,9 +72,9 @@ def timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> tuple[flo
 
 def model_backends(device: torch.device) -> list[str]:
     if device.type == "cpu":
-        return ["auto", "chunked"]
+        return ["auto", "adjoint", "chunked"]
     # the chunked scan is left out here: 160x AGW at b=32 on an H200 (see the scan-alone table)
-    return (["fused"] if mamba.has_fused_kernel() else []) + ["ref", "recurrent"]
+    return (["fused"] if mamba.has_fused_kernel() else []) + ["ref", "adjoint", "recurrent"]
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def bench_scan(b, d, l, n, device, repeats):
         return torch.randn(*s, generator=g).to(device).requires_grad_(True)
     u, delta, B, C = r(b, d, l), r(b, d, l), r(b, n, l), r(b, n, l)
     A = -torch.arange(1, n + 1.0, device=device).repeat(d, 1)
-    runs = [("ref", "ref", {}), ("recurrent", "recurrent", {})]
+    runs = [("ref", "ref", {}), ("adjoint", "adjoint", {}), ("recurrent", "recurrent", {})]
     runs += [(f"chunked T={t}", "chunked", {"chunk": t}) for t in (4, 8, 16)]
     if device.type == "cuda" and mamba.has_fused_kernel():
         runs.append(("fused", "fused", {}))

@@ -25,7 +25,7 @@ per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses th
 `--breakdown` splits a training step, per model, into data (augmenting and collating the batch in
 this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
 the eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
-bfloat16 instructions; torch.compile; the chunked scan for DJANet), side by side in this one
+bfloat16 instructions; torch.compile; the chunked and the adjoint scan for DJANet), side by side in this one
 run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
 attention, what dominates; element-wise work is not counted) and times a large float32 matrix
 product on the same threads, and prints achieved FLOP/s against that peak.
@@ -212,6 +212,7 @@ TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend
     "bf16 autocast": (False, torch.bfloat16, False, None),
     "compile": (False, None, True, None),
     "chunked scan": (False, None, False, "chunked"),
+    "adjoint scan": (False, None, False, "adjoint"),
 }
 
 
@@ -275,7 +276,7 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
         for treatment in TREATMENTS:
             if treatment == "bf16 autocast" and not bf16:
                 continue
-            if treatment == "chunked scan" and not mcfg.model.align:
+            if treatment.endswith(" scan") and not mcfg.model.align:
                 continue
             rows.append({"model": label, **step_phases(split, mcfg, pairs, steps, device, treatment)})
     flops = {r["model"]: r["flops"] for r in rows if r["treatment"] == "eager"}

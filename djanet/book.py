@@ -17,15 +17,17 @@ from .runtime import resolve_device, set_threads
 __all__ = ["glue", "setup", "shown"]
 
 
-def setup(dataset: str = "sysu", preset: str = "cpu-demo", data_root: str | os.PathLike | None = None,
+def setup(dataset: str = "sysu", preset: str = "auto", data_root: str | os.PathLike | None = None,
           device: str = "auto", seed: int = 0, out_dir: str | os.PathLike = "runs/book",
           epochs: int | None = None, translated_root: str | os.PathLike | None = None
           ) -> tuple[TrainConfig, Path]:
     """The config the notebook's parameters describe, and the output folder the notebooks share.
 
-    `out_dir` (relative to the folder the notebook runs in) is created; it holds the synthetic data
-    and array caches (``cache/``) and the training runs (``runs/``). `epochs` None keeps the
-    preset's; `translated_root` reads a translated copy of the dataset instead (notebook 2 makes one).
+    `preset` "auto" is gpu-demo where `device` runs on CUDA and cpu-demo elsewhere (the config's
+    `preset` says which). `out_dir` (relative to the folder the notebook runs in) is created; it
+    holds the synthetic data and array caches (``cache/``) and the training runs (``runs/``).
+    `epochs` None keeps the preset's; `translated_root` reads a translated copy of the dataset
+    instead (notebook 2 makes one).
     Also readies the kernel for the book: inline figures, tables to three decimals, and no
     warning about tqdm's widget fallback. Prints one line saying what runs where.
     """
@@ -42,7 +44,7 @@ def setup(dataset: str = "sysu", preset: str = "cpu-demo", data_root: str | os.P
     # the preset's thread policy for everything the notebook runs outside training ("auto": the
     # cores free now; feature extraction on two threads beside a busy process crawls)
     set_threads(cfg.threads)
-    print(f"dataset {dataset}, preset {preset}, {cfg.optim.epochs} training epochs on "
+    print(f"dataset {dataset}, preset {cfg.preset}, {cfg.optim.epochs} training epochs on "
           f"{resolve_device(device)}, files under {shown(out)}")
     return cfg, out
 

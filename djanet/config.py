@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import torch
+
 DATASETS = ("sysu", "regdb", "llcm")
 ARCHS = ("resnet18", "resnet34", "resnet50")
 TRIPLET_FEATURES = ("pool", "bn")
@@ -287,10 +289,24 @@ def check_threads(threads: Any) -> None:
                          "(chosen from measured step times) or an int >= 1")
 
 
+AUTO_PRESET = {"cuda": "gpu-demo", "cpu": "cpu-demo"}   # device type -> what preset "auto" means there
+
+
+def auto_preset(device: str = "auto") -> str:
+    """The preset "auto" stands for: gpu-demo where `device` runs on CUDA ('auto' with a GPU
+    present, 'cuda', 'cuda:N'), cpu-demo elsewhere, so a notebook opened on a GPU trains at the
+    GPU's scale without the reader naming a preset."""
+    on_cuda = torch.cuda.is_available() if device == "auto" else str(device).startswith("cuda")
+    return AUTO_PRESET["cuda" if on_cuda else "cpu"]
+
+
 def get_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """Resolve a named preset (paper, cpu-demo, gpu-demo, tiny) and apply overrides."""
+    """Resolve a named preset (paper, cpu-demo, gpu-demo, tiny, or auto: `auto_preset` of the
+    `device` override) and apply overrides; the config records the preset it was resolved from."""
+    if preset == "auto":
+        preset = auto_preset(overrides.get("device", "auto"))
     if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        raise KeyError(f"unknown preset {preset!r}; valid presets: auto, {', '.join(PRESETS)}")
     cfg = override(TrainConfig(preset=preset), **PRESETS[preset])
     return override(cfg, **overrides) if overrides else cfg
 

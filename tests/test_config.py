@@ -78,3 +78,21 @@ def test_gpu_demo_preset_is_the_paper_network_at_256x128_on_the_sysu_scale_synth
     assert 4 * cfg.data.ids_per_batch * cfg.data.num_pos == 128          # images a step
     assert cfg.optim.epochs * cfg.max_steps_per_epoch == 1000            # the budget the comment estimates
     assert get_config("gpu-demo", pretrained=True).model.pretrained is True
+
+
+@pytest.mark.parametrize("cuda,device,expect", [(True, "auto", "gpu-demo"), (False, "auto", "cpu-demo"),
+                                                (True, "cpu", "cpu-demo"), (False, "cuda:0", "gpu-demo")])
+def test_auto_preset_follows_the_device(monkeypatch, tmp_path, cuda, device, expect):
+    """'auto' is gpu-demo where training runs on CUDA, cpu-demo elsewhere (CUDA mocked either way);
+    the config records the preset it stands for, and the notebooks' setup resolves it too."""
+    import torch
+    from djanet import book
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = get_config("auto", device=device)
+    assert cfg.preset == expect and cfg == get_config(expect, device=device)
+    assert (cfg.model.arch, cfg.data.img_size) == {"gpu-demo": ("resnet50", (256, 128)),
+                                                    "cpu-demo": ("resnet18", (64, 32))}[expect]
+    assert get_config("auto").preset == ("gpu-demo" if cuda else "cpu-demo")
+    if expect == "cpu-demo":   # where the mocked GPU is not asked for anything
+        cfg, _ = book.setup(preset="auto", device=device, out_dir=tmp_path)
+        assert cfg.preset == "cpu-demo"

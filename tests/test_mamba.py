@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from djanet import mamba
-from djanet.mamba import (Mamba, selective_scan, selective_scan_chunked, selective_scan_recurrent,
-                          selective_scan_ref)
+from djanet.mamba import (Mamba, selective_scan, selective_scan_adjoint, selective_scan_chunked,
+                          selective_scan_recurrent, selective_scan_ref)
 
 
 def _inputs(dtype, b=2, d=6, l=37, n=5, seed=0):
@@ -48,6 +48,24 @@ def test_checkpointed_scans_match_reference_float32_and_gradients(scan):
         torch.testing.assert_close(g, gr, rtol=1e-3, atol=1e-3)
 
 
+def test_adjoint_scan_matches_reference_and_finite_differences():
+    """The hand-written backward pass: every input's gradient equals autograd through the reference
+    (float64), and the scan alone passes gradcheck (finite differences, no reference involved)."""
+    x = {k: v.requires_grad_(True) for k, v in _inputs(torch.float64, l=9).items()}
+    weight = torch.randn(2, 6, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    ref = selective_scan_ref(**x, delta_softplus=True)
+    out = selective_scan_adjoint(**x, delta_softplus=True)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((out * weight).sum(), list(x.values()))
+    grads_ref = torch.autograd.grad((ref * weight).sum(), list(x.values()))
+    for name, g, gr in zip(x, grads, grads_ref):
+        assert g.abs().max() > 0, name
+        torch.testing.assert_close(g, gr, rtol=1e-10, atol=1e-10, msg=lambda s: f"{name}: {s}")
+    small = _inputs(torch.float64, b=2, d=3, l=4, n=2, seed=1)
+    args = [small[k].requires_grad_(True) for k in ("u", "delta", "A", "B", "C")]
+    assert torch.autograd.gradcheck(lambda *a: selective_scan_adjoint(*a, delta_softplus=True), args)
+
+
 def _saved_bytes(fn, x) -> int:
     """Bytes autograd keeps for the backward pass of fn(**x)."""
     total = 0
@@ -71,6 +89,8 @@ def test_segments_bound_the_memory_kept_for_backward():
                lambda **k: selective_scan_chunked(**k, chunk=8)):
         kept = _saved_bytes(fn, x)
         assert kept < ref / 4, (kept, ref)
+    # the adjoint scan keeps one state per step (and its inputs), not the reference's several
+    assert 128 * state <= _saved_bytes(selective_scan_adjoint, x) < ref / 2
 
 
 def test_chunked_is_stable_with_strong_decay():
@@ -94,7 +114,7 @@ def test_scan_recurrence_by_hand():
     h1 = 0.5 * 3.0 * 1.0
     h2 = torch.exp(torch.tensor(0.25 * -2.0)).item() * h1 + 0.25 * 4.0 * 2.0
     expect = torch.tensor([[[h1 * 1.0, h2 * 0.5]]], dtype=torch.float64)
-    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_recurrent):
+    for fn in (selective_scan_ref, selective_scan_adjoint, selective_scan_chunked, selective_scan_recurrent):
         torch.testing.assert_close(fn(u, delta, A, B, C), expect)
 
 
@@ -127,7 +147,7 @@ def test_mamba_block_is_causal_and_backends_agree():
     x2 = x.clone()
     x2[:, 7:] += 1.0                       # changing the future leaves the past unchanged
     torch.testing.assert_close(m(x2)[:, :7], y[:, :7])
-    for backend in ("ref", "chunked", "recurrent"):
+    for backend in ("ref", "adjoint", "chunked", "recurrent"):
         m.backend = backend
         torch.testing.assert_close(m(x), y)
 
@@ -144,7 +164,7 @@ def test_fused_kernel_matches_chunked():  # pragma: no cover - GPU only
 def test_auto_backend_on_the_cpu_checkpoints_only_long_histories():
     small = torch.empty(64, 128, 8)                                     # cpu-demo: ~12 MiB of states
     large = torch.empty(8, 512, 288, device="meta")                     # paper, 8 images: ~900 MiB
-    assert mamba.auto_backend(small, 16) == "ref"
+    assert mamba.auto_backend(small, 16) == "adjoint"
     assert mamba.auto_backend(large, 64) == "recurrent"
 
 
@@ -180,7 +200,7 @@ def test_selective_scan_defaults_are_auto_without_softplus(monkeypatch):
 
 def test_selective_scan_refuses_unknown_and_unavailable_backends(monkeypatch):
     u, delta, A, B, C = _scan_inputs()
-    with pytest.raises(ValueError, match=r"^backend='nope'; expected one of 'auto', 'fused', 'chunked', "
+    with pytest.raises(ValueError, match=r"^backend='nope'; expected one of 'auto', 'fused', 'adjoint', 'chunked', "
                                          r"'recurrent', 'ref'$"):
         mamba.selective_scan(u, delta, A, B, C, backend="nope")
     for fused in (None, lambda *args, **kwargs: u):                 # absent, or present but CPU tensors
@@ -193,9 +213,9 @@ def test_auto_backend_on_the_cpu_checkpoints_above_the_history_limit(monkeypatch
     monkeypatch.setattr(mamba, "_fused_scan", lambda *args, **kwargs: None)   # present, but not for CPU tensors
     # float32, one state: 3 * numel * 1 * 4 bytes of history against the limit
     most = mamba.HISTORY_LIMIT // 12
-    assert mamba.auto_backend(torch.zeros(1).expand(most), 1) == "ref"
+    assert mamba.auto_backend(torch.zeros(1).expand(most), 1) == "adjoint"
     assert mamba.auto_backend(torch.zeros(1).expand(most + 1), 1) == "recurrent"
-    assert mamba.auto_backend(torch.zeros(1, dtype=torch.float16).expand(most), 1) == "ref"   # counted as 4 bytes
+    assert mamba.auto_backend(torch.zeros(1, dtype=torch.float16).expand(most), 1) == "adjoint"   # counted as 4 bytes
     assert mamba.auto_backend(torch.zeros(1, dtype=torch.float64).expand(most), 1) == "recurrent"
 
 

@@ -54,7 +54,7 @@ def _cast(inputs, dtype):
     return {k: v.to(dtype) for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("backend", ["ref", "recurrent", "chunked"])
+@pytest.mark.parametrize("backend", ["ref", "adjoint", "recurrent", "chunked"])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_half_precision_inputs_are_scanned_in_float32_and_returned_in_their_precision(backend, with_bias):
     low = _cast(_inputs(), torch.bfloat16)
@@ -78,7 +78,7 @@ def test_a_half_precision_gate_is_applied_in_float32():
     assert not torch.allclose(out, wrong, rtol=1e-5, atol=1e-6)   # SiLU in bfloat16 is not what is asked
 
 
-@pytest.mark.parametrize("backend", ["ref", "recurrent", "chunked"])
+@pytest.mark.parametrize("backend", ["ref", "adjoint", "recurrent", "chunked"])
 def test_the_scan_runs_in_the_inputs_precision_whatever_the_parameters(backend):
     """float32 u and delta with float64 A, B, C, D and delta bias: float32 throughout, exactly as
     if the parameters had been cast first."""
@@ -96,7 +96,7 @@ def test_float64_stays_float64():
     torch.testing.assert_close(out, _plain_scan(**x, delta_softplus=True), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["ref", "chunked"])
+@pytest.mark.parametrize("backend", ["ref", "adjoint", "chunked"])
 def test_the_scan_ignores_an_enclosing_autocast(backend):
     x = _inputs(seed=3, length=8)
     plain = selective_scan(**x, delta_softplus=True, backend=backend, chunk=8)

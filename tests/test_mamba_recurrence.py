@@ -14,7 +14,7 @@ import torch
 
 from djanet.mamba import Mamba
 
-BACKENDS_CPU = ("auto", "ref", "recurrent", "chunked")   # 'fused' needs CUDA and mamba_ssm
+BACKENDS_CPU = ("auto", "ref", "adjoint", "recurrent", "chunked")   # 'fused' needs CUDA and mamba_ssm
 
 
 def reference(m: Mamba, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def test_hand_computed_block():
         assert reference(m, x).flatten().tolist() == pytest.approx(expect, rel=1e-12)
 
 
-@pytest.mark.parametrize("backend", ("ref", "recurrent", "chunked"))
+@pytest.mark.parametrize("backend", ("ref", "adjoint", "recurrent", "chunked"))
 def test_gradients_match_plain_recurrence(backend):
     """Gradients of the input and of every parameter agree with autograd through the reference
     (37 steps: two recurrent segments and a partial chunk, so the checkpointed backward runs)."""
@@ -138,7 +138,7 @@ def test_gradients_match_plain_recurrence(backend):
         torch.testing.assert_close(gr, gref, rtol=tol, atol=tol, msg=lambda s: f"{name}: {s}")
 
 
-@pytest.mark.parametrize("backend", ("ref", "recurrent", "chunked"))
+@pytest.mark.parametrize("backend", ("ref", "adjoint", "recurrent", "chunked"))
 def test_gradcheck_input(backend):
     """Finite differences against autograd for the input (float64 all the way on that path)."""
     m = _block(d_model=2, d_state=2, d_conv=2, dt_rank=1, chunk=2, backend=backend)
