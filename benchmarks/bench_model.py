@@ -10,8 +10,7 @@ All models are timed side by side in one run on the same device; the ratio is DJ
 (target <= 1.3). Under the `eager` treatment DJANet is timed once per scan backend that can run
 there (`auto` on the CPU, plus `adjoint` and `chunked` to show what that choice saves or costs; on
 CUDA `fused` when mamba_ssm is importable, `ref`, `adjoint` and `recurrent`; `--scan-backends`
-narrows this). Every other
-treatment gives AGW and DJANet (scan `auto`) the same change:
+narrows this). Every other treatment gives AGW and DJANet (scan `auto`) the same change:
 
 * `channels_last`: weights and inputs in NHWC memory order (what cuDNN's fast convs prefer);
 * `bf16`: autocast to bfloat16 instead of float16 (or float32 without --amp);

@@ -25,10 +25,19 @@ per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses th
 `--breakdown` splits a training step, per model, into data (augmenting and collating the batch in
 this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
 the eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
-bfloat16 instructions; torch.compile; the chunked and the adjoint scan for DJANet), side by side in this one
-run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
+bfloat16 instructions; torch.compile; the chunked and the adjoint scan for DJANet), side by side
+in this one run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
 attention, what dominates; element-wise work is not counted) and times a large float32 matrix
 product on the same threads, and prints achieved FLOP/s against that peak.
+
+`--parts` times the training step (model, losses, optimizer; one fixed batch) of AGW and of each
+part of DJANet's feature level added in turn (the ablation study's variants: modality-specific
+stems, the joint align module, the complementary loss), the variants taking turns step by step so
+that a change in the machine's speed reaches all of them alike: what each part costs.
+
+`--book DIR` (with `--breakdown` and `--parts`) writes the tables the book's CPU recipe appendix
+shows: `machine.csv` (the CPU, its matrix-product peak, the FLOPs of a step), `step.csv` (the
+breakdown, with each step's time at that peak: the floor no treatment can pass) and `parts.csv`.
 
 `--overlap` times steps fed by the training loader itself, augmenting in this process
 (`workers=0`) or in one worker process that prepares the next batch while the model computes,
@@ -42,8 +51,10 @@ import ast
 import json
 import multiprocessing as mp
 import os
+import platform
 import time
 
+import pandas as pd
 import torch
 
 from djanet import train as engine
@@ -54,6 +65,7 @@ from djanet.losses import DJANetLoss
 from djanet.mamba import set_scan_backend
 from djanet.model import DJANet
 from djanet.runtime import resolve_device, set_threads
+from djanet.study import VARIANTS
 from djanet.threads import ThreadTuner, timed_step
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()   # read before any preset changes it
@@ -195,15 +207,27 @@ def matmul_peak(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
     return 2 * n ** 3 / best
 
 
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU has bfloat16 arithmetic instructions (AVX-512 BF16 or AMX); without them
     bfloat16 is emulated and slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (or the platform's processor string)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend)
@@ -294,7 +318,71 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
     for model, f in flops.items():
         print(f"{model}: {f / 1e9:.2f} GFLOP per step (forward, losses and backward)")
     return {"peak_flops_per_s": peak, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
-            "bf16_instructions": bf16, "rows": rows}
+            "cpu": cpu_model(), "bf16_instructions": bf16, "rows": rows}
+
+
+def book_tables(report: dict) -> dict[str, pd.DataFrame]:
+    """The three tables the book shows, as text, from a report with a breakdown and parts."""
+    bd = report["breakdown"]
+    peak, flops = bd["peak_flops_per_s"], {r["model"]: r["flops"] for r in bd["rows"] if r["treatment"] == "eager"}
+    machine = pd.DataFrame([
+        ("CPU", bd["cpu"]), ("cores", str(bd["cores"])), ("torch threads", str(bd["threads"])),
+        ("float32 matrix product, GFLOP/s", f"{peak / 1e9:.0f}"),
+        ("bfloat16 instructions", "yes" if bd["bf16_instructions"] else "no"),
+        ("images per step", f"{report['images_per_step']} at {report['img_size'][0]}x{report['img_size'][1]}"),
+        *((f"{model} GFLOP per step", f"{f / 1e9:.1f}") for model, f in flops.items())],
+        columns=["quantity", "value"])
+    step = pd.DataFrame([{
+        "model": r["model"], "treatment": r["treatment"], "data s": f"{r['data_s']:.3f}",
+        "forward s": f"{r['forward_s']:.3f}", "backward s": f"{r['backward_s']:.3f}",
+        "optimizer s": f"{r['optimizer_s']:.3f}", "step s": f"{r['step_s']:.3f}",
+        "vs eager": f"{r['speedup']:.2f}x", "GFLOP/s": f"{r['achieved_flops_per_s'] / 1e9:.0f}",
+        "of peak": f"{100 * r['of_peak']:.0f}%", "step at peak s": f"{flops[r['model']] / peak:.3f}"}
+        for r in bd["rows"]])
+    parts = pd.DataFrame([{
+        "variant": r["label"], "s/step": f"{r['s_per_step']:.3f}",
+        "part adds s": "" if r["added_s"] is None else f"{r['added_s']:+.3f}",
+        "vs AGW": f"{r['s_per_step'] / report['parts'][0]['s_per_step']:.2f}x"} for r in report["parts"]])
+    return {"machine.csv": machine, "step.csv": step, "parts.csv": parts}
+
+
+def write_book_tables(report: dict, folder: str) -> None:
+    """`book_tables` into `folder`, each file written whole under a temporary name, then renamed."""
+    tables = book_tables(report)
+    os.makedirs(folder, exist_ok=True)
+    for name, table in tables.items():
+        path = os.path.join(folder, name)
+        table.to_csv(f"{path}.tmp", index=False)
+        os.replace(f"{path}.tmp", path)
+    print(f"written: {', '.join(os.path.join(folder, name) for name in tables)}")
+
+
+def time_parts(split, cfg, batch, steps: int, device) -> list[dict]:
+    """Median seconds per training step of the study's feature-level variants (AGW, + stems,
+    + align, + complementary loss = DJANet), interleaved step by step after a warm-up step each."""
+    names = ("agw", "stems", "stems-align", "djanet")
+    built = {}
+    for name in names:
+        vcfg = override(cfg, **dict(VARIANTS[name].switches))
+        model, opt, loss_fn = _training_parts(split, vcfg, device)
+        engine.train_step(model, loss_fn, batch, opt, None, device)
+        built[name] = (model, opt, loss_fn)
+    times = {name: [] for name in names}
+    for _ in range(steps):
+        for name, (model, opt, loss_fn) in built.items():
+            t = time.perf_counter()
+            engine.train_step(model, loss_fn, batch, opt, None, device)
+            times[name].append(time.perf_counter() - t)
+    rows, previous = [], None
+    print(f"\n{'variant':26s}{'s/step':>9s}{'part adds s':>13s}{'vs AGW':>9s}")
+    for name in names:
+        sec = sorted(times[name])[steps // 2]
+        added = None if previous is None else sec - previous
+        rows.append({"variant": name, "label": VARIANTS[name].label, "s_per_step": sec, "added_s": added})
+        print(f"{VARIANTS[name].label:26s}{sec:9.3f}{'' if added is None else f'{added:+13.3f}':>13s}"
+              f"{sec / rows[0]['s_per_step']:8.2f}x")
+        previous = sec
+    return rows
 
 
 def fed_steps(split, cfg, workers: int, threads: int, steps: int, device) -> float:
@@ -350,6 +438,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--breakdown", action="store_true",
                         help="also split the step into data, forward, backward and optimizer, per treatment, "
                              "with its FLOPs against the machine's matrix-product peak")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time the step of AGW and of each DJANet part added in turn (interleaved)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="loader worker counts to time (default: the preset's)")
     parser.add_argument("--cache", choices=("preset", "on", "off", "both"), default="preset",
@@ -358,7 +448,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set data.cache_dir=/tmp/c (repeatable)")
     parser.add_argument("--json", default=None, help="write every number to this file")
+    parser.add_argument("--book", default=None, metavar="DIR",
+                        help="write the book's tables (machine.csv, step.csv, parts.csv) to DIR; "
+                             "needs --breakdown and --parts")
     args = parser.parse_args(argv)
+    if args.book is not None and not (args.breakdown and args.parts):
+        parser.error(f"--book {args.book}: the book's tables need --breakdown and --parts too")
     changes = dict(kv.split("=", 1) for kv in args.set)
     cfg = get_config(args.preset, device=args.device, **{k: _value(v) for k, v in changes.items()})
     set_threads(cfg.threads)
@@ -407,8 +502,12 @@ def main(argv=None) -> dict:
         time_optimizers(cfg, split.num_classes, device, 4 * args.steps)
     if args.breakdown:
         report["breakdown"] = breakdown(split, cfg, pairs, args.steps, device)
+    if args.parts:
+        report["parts"] = time_parts(split, cfg, batch, 2 * args.steps, device)
     if args.overlap:
         report["overlap"] = overlap(split, cfg, 4 * args.steps, device)
+    if args.book is not None:
+        write_book_tables(report, args.book)
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as f:

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 PY = sys.executable
-MODEL_ARGS = ["--batch", "32", "--amp", "--repeats", "5", "--no-scan", "--scan-backends", "auto"]
+MODEL_ARGS = ["--batch", "32", "--amp", "--repeats", "5", "--no-scan", "--scan-backends", "auto", "adjoint"]
 EAGER_TREATMENTS = ["eager", "channels_last", "bf16", "channels_last+bf16", "cuda-graph"]
 COMPILE_TREATMENTS = ["compile-align", "compile", "reduce-overhead", "channels_last+bf16+compile"]
 
@@ -120,13 +120,16 @@ def summary_markdown(env: dict, steps: dict, out: Path) -> str:
                   "|---|---|---|---|---|---|"]
         for t, res in treatments.items():
             agw = res.get("AGW", {})
-            dja = next((v for k, v in res.items() if k.startswith("DJANet")), {})
-            if "ms" in agw and "ms" in dja:
-                lines.append(f"| {t} | {agw['ms']:.1f} | {dja['ms']:.1f} | {dja['ms'] / agw['ms']:.2f}x "
-                             f"| {dja['peak_mib']:.0f} | {dja['first_s']:.1f} |")
-            else:
-                why = dja.get("skipped") or agw.get("skipped") or "not measured"
-                lines.append(f"| {t} | {agw.get('ms', '-')} | {dja.get('ms', '-')} | - | - | {why} |")
+            # one row per DJANet scan timed under the treatment ("DJANet (adjoint scan)" -> "eager, adjoint scan")
+            scans = [(k, v) for k, v in res.items() if k.startswith("DJANet")] or [("DJANet", {})]
+            for i, (key, dja) in enumerate(scans):
+                label = t if i == 0 else f"{t}, {key.partition('(')[2].rstrip(')')}"
+                if "ms" in agw and "ms" in dja:
+                    lines.append(f"| {label} | {agw['ms']:.1f} | {dja['ms']:.1f} | {dja['ms'] / agw['ms']:.2f}x "
+                                 f"| {dja['peak_mib']:.0f} | {dja['first_s']:.1f} |")
+                else:
+                    why = dja.get("skipped") or agw.get("skipped") or "not measured"
+                    lines.append(f"| {label} | {agw.get('ms', '-')} | {dja.get('ms', '-')} | - | - | {why} |")
     loader = _load(out / "loader.json")
     if loader:
         lines += ["", f"Loader vs model, gpu-demo ({loader['images_per_step']} images a step at "

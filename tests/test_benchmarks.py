@@ -41,7 +41,7 @@ def tiny_model_report(bench_model, tmp_path_factory):
     try:
         bench_model.main(["--tiny", "--batch", "1", "--repeats", "1", "--device", "cpu", "--no-scan",
                           "--treatments", "eager", "compile-align", "cuda-graph",
-                          "--compile-backend", "eager", "--scan-backends", "auto", "--json", str(path),
+                          "--compile-backend", "eager", "--scan-backends", "auto", "adjoint", "--json", str(path),
                           "--profile"])
     finally:
         torch.set_num_threads(threads)
@@ -118,6 +118,53 @@ def test_a_step_is_split_into_its_phases_and_its_flops_counted(sysu_root, tmp_pa
     assert bench_train.matmul_peak(n=128, repeats=2) > 0
 
 
+def test_each_feature_level_part_is_timed_in_turn(sysu_root, tmp_path, capsys):
+    from djanet.data import FourViewDataset, IdentitySampler
+    bench_train = _script("bench_train")
+
+    cfg, split = _tiny_training_split(sysu_root, tmp_path)
+    pairs = list(IdentitySampler(split.visible.labels, split.infrared.labels, 4, 2, seed=0))[:8]
+    ds = FourViewDataset(split, cfg.data.img_size)
+    batch = torch.utils.data.default_collate([ds[p] for p in pairs])
+    rows = bench_train.time_parts(split, cfg, batch, 2, torch.device("cpu"))
+    assert [r["variant"] for r in rows] == ["agw", "stems", "stems-align", "djanet"]
+    assert rows[0]["added_s"] is None and all(r["s_per_step"] > 0 for r in rows)
+    for before, after in zip(rows, rows[1:]):
+        assert after["added_s"] == pytest.approx(after["s_per_step"] - before["s_per_step"])
+    assert "AGW + stems + align" in capsys.readouterr().out
+
+
+def test_the_books_step_tables_put_each_step_beside_its_time_at_the_peak(tmp_path):
+    """A report by hand: 100 GFLOP/s peak, AGW 10 GFLOP a step in 0.4 s (eager) and 0.2 s."""
+    bench_train = _script("bench_train")
+
+    def row(model, treatment, step_s, speedup):
+        return {"model": model, "treatment": treatment, "data_s": 0.1, "forward_s": 0.1, "backward_s": step_s - 0.25,
+                "optimizer_s": 0.05, "step_s": step_s, "flops": 10e9 if treatment == "eager" else None,
+                "speedup": speedup, "achieved_flops_per_s": 10e9 / step_s, "of_peak": 10e9 / step_s / 100e9}
+    report = {"images_per_step": 64, "img_size": [64, 32],
+              "breakdown": {"peak_flops_per_s": 100e9, "threads": 2, "cores": 2, "cpu": "Some CPU",
+                            "bf16_instructions": False,
+                            "rows": [row("AGW", "eager", 0.4, 1.0), row("AGW", "channels_last", 0.2, 2.0)]},
+              "parts": [{"variant": "agw", "label": "AGW baseline", "s_per_step": 0.2, "added_s": None},
+                        {"variant": "stems", "label": "AGW + stems", "s_per_step": 0.3, "added_s": 0.1}]}
+    tables = bench_train.book_tables(report)
+    machine = dict(zip(tables["machine.csv"]["quantity"], tables["machine.csv"]["value"]))
+    assert machine["float32 matrix product, GFLOP/s"] == "100" and machine["AGW GFLOP per step"] == "10.0"
+    assert machine["bfloat16 instructions"] == "no" and machine["images per step"] == "64 at 64x32"
+    step = tables["step.csv"].set_index("treatment")
+    assert step.loc["eager", "step at peak s"] == step.loc["channels_last", "step at peak s"] == "0.100"
+    assert step.loc["eager", "GFLOP/s"] == "25" and step.loc["eager", "of peak"] == "25%"
+    assert step.loc["channels_last", "of peak"] == "50%" and step.loc["channels_last", "vs eager"] == "2.00x"
+    parts = tables["parts.csv"]
+    assert parts["part adds s"].tolist() == ["", "+0.100"] and parts["vs AGW"].tolist() == ["1.00x", "1.50x"]
+    bench_train.write_book_tables(report, str(tmp_path / "cpu"))
+    assert sorted(p.name for p in (tmp_path / "cpu").iterdir()) == ["machine.csv", "parts.csv", "step.csv"]
+    with pytest.raises(SystemExit):
+        bench_train.main(["--book", str(tmp_path / "other")])      # refused before anything runs
+    assert not (tmp_path / "other").exists()
+
+
 def test_steps_fed_by_the_loader_are_timed_with_and_without_a_worker(sysu_root, tmp_path):
     bench_train = _script("bench_train")
     cfg, split = _tiny_training_split(sysu_root, tmp_path)
@@ -144,6 +191,7 @@ def test_gpu_check_plan_fits_its_budget_and_the_summary_reads_the_benchmarks(tin
     md = gpu_check.summary_markdown(env, status, tmp_path)
     assert "# gpu-check on a card" in md and "| compile | timed out | 120.0 | 120 |" in md
     assert "| eager |" in md and "CUDA graphs need CUDA" in md and "GFLOPs per image" in md
+    assert "| eager, adjoint scan |" in md          # every DJANet scan timed gets its row
 
 
 def test_gpu_check_step_timeout_ends_the_step(tmp_path):

@@ -26,7 +26,7 @@ from test_train import fixed_batch, torchrun_probe
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 ROOT = Path(__file__).resolve().parents[1]
-CUDA_BACKENDS = ["ref", "recurrent", "chunked"] + (["fused"] if mamba.has_fused_kernel() else [])
+CUDA_BACKENDS = ["ref", "adjoint", "recurrent", "chunked"] + (["fused"] if mamba.has_fused_kernel() else [])
 
 
 @pytest.fixture(autouse=True)
