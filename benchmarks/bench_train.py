@@ -26,7 +26,7 @@ per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses th
 this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
 the eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
 bfloat16 instructions; torch.compile; the chunked and the adjoint scan for DJANet), side by side
-in this one run.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
+in this one run, taking turns step by step.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
 attention, what dominates; element-wise work is not counted) and times a large float32 matrix
 product on the same threads, and prints achieved FLOP/s against that peak.
 
@@ -240,10 +240,11 @@ TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend
 }
 
 
-def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager") -> dict:
-    """Median seconds of each phase of a training step (data, forward, backward, optimizer) over
-    `steps` steps after a warm-up step (two for torch.compile, which compiles in the first),
-    under `treatment` (a key of TREATMENTS); also the step's FLOPs."""
+def step_runner(split, cfg, pairs, device, treatment: str = "eager"):
+    """(one, facts): `one()` runs a training step under `treatment` (a key of TREATMENTS) and
+    returns the seconds of its phases (data, forward, backward, optimizer); `facts` holds the
+    warm-up's seconds (one step, two for torch.compile, which compiles in the first) and the
+    step's FLOPs (counted in one more step)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     channels_last, dtype, compiled, backend = TREATMENTS[treatment]
@@ -284,25 +285,41 @@ def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager")
         one()
     warm = time.perf_counter() - warm
     _, flops = one(count_flops=not compiled)
-    times = [one()[0] for _ in range(steps)]
+    return (lambda: one()[0]), {"treatment": treatment, "flops": flops, "warmup_s": warm}
+
+
+def _phases(facts: dict, times: list) -> dict:
     med = [sorted(col)[len(col) // 2] for col in zip(*times)]
-    return {"treatment": treatment, "data_s": med[0], "forward_s": med[1], "backward_s": med[2],
-            "optimizer_s": med[3], "step_s": sum(med), "flops": flops, "warmup_s": warm}
+    return {**facts, "data_s": med[0], "forward_s": med[1], "backward_s": med[2], "optimizer_s": med[3],
+            "step_s": sum(med)}
+
+
+def step_phases(split, cfg, pairs, steps: int, device, treatment: str = "eager") -> dict:
+    """Median seconds of each phase of a training step over `steps` steps under `treatment`,
+    after its warm-up; also the step's FLOPs (see `step_runner`)."""
+    one, facts = step_runner(split, cfg, pairs, device, treatment)
+    return _phases(facts, [one() for _ in range(steps)])
 
 
 def breakdown(split, cfg, pairs, steps: int, device) -> dict:
-    """step_phases for AGW and DJANet under every treatment that applies here, side by side,
-    and the machine's float32 matrix-product peak on the same threads (CPU steps only: the
-    phases are timed without waiting for a GPU)."""
+    """The phases of AGW's and DJANet's steps under every treatment that applies here, and the
+    machine's float32 matrix-product peak on the same threads (CPU steps only: the phases are
+    timed without waiting for a GPU). All the (model, treatment) steps are built and warmed up
+    first, then take turns step by step, so a change in the machine's speed reaches all alike."""
     peak, bf16 = matmul_peak(), cpu_has_bf16()
-    rows = []
+    runners = []
     for label, mcfg in (("AGW", agw_baseline(cfg)), ("DJANet", cfg)):
         for treatment in TREATMENTS:
             if treatment == "bf16 autocast" and not bf16:
                 continue
             if treatment.endswith(" scan") and not mcfg.model.align:
                 continue
-            rows.append({"model": label, **step_phases(split, mcfg, pairs, steps, device, treatment)})
+            runners.append((label, *step_runner(split, mcfg, pairs, device, treatment)))
+    times = [[] for _ in runners]
+    for _ in range(steps):
+        for (_, one, _), record in zip(runners, times):
+            record.append(one())
+    rows = [{"model": label, **_phases(facts, record)} for (label, _, facts), record in zip(runners, times)]
     flops = {r["model"]: r["flops"] for r in rows if r["treatment"] == "eager"}
     eager = {r["model"]: r["step_s"] for r in rows if r["treatment"] == "eager"}
     print(f"\nfloat32 matrix product (2048 x 2048) on {torch.get_num_threads()} threads: {peak / 1e9:.1f} GFLOP/s"
