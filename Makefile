@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 KERNEL   ?= djanet
 LAB_ARGS ?=
 GPU_CHECK_ARGS ?=
-SEEDS    ?= 0 1 2
+SEEDS    ?= 0 1 2 3 4
 JOBS     ?= 2
 STUDY_RESULTS ?= book/results/ablation
 # gpu-check's logs, JSON and summary.md; $OUT when it is set (as benchmarks/gpu_check.py reads it)

@@ -37,6 +37,7 @@ def test_source_has_no_outputs_and_one_parameters_cell(name):
     for key in REQUIRED_PARAMETERS:
         assert key in namespace, f"{name}.ipynb parameters lack {key!r}"
     assert namespace["data_root"] is None and namespace["device"] == "auto"
+    assert namespace["preset"] == "auto"          # gpu-demo on a CUDA GPU, cpu-demo elsewhere
     assert nb.cells[0].cell_type == "markdown" and "What you will learn" in nb.cells[0].source
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     assert markdown[-2].startswith("## Summary") and markdown[-1].startswith("## Exercises"), \
