@@ -25,10 +25,12 @@ per-parameter loop, `foreach` and `fused` side by side; `make_optimizer` uses th
 `--breakdown` splits a training step, per model, into data (augmenting and collating the batch in
 this process, as `data.workers=0` does), forward (model and losses), backward and optimizer, for
 the eager step and for each treatment (channels_last; bfloat16 autocast where the CPU has
-bfloat16 instructions; torch.compile; the chunked and the adjoint scan for DJANet), side by side
-in this one run, taking turns step by step.  It counts the step's FLOPs (torch's FlopCounterMode: convolutions, matrix products and
-attention, what dominates; element-wise work is not counted) and times a large float32 matrix
-product on the same threads, and prints achieved FLOP/s against that peak.
+bfloat16 instructions; torch.compile; for DJANet the chunked scan, and the reference scan: the
+plain autograd recurrence that the adjoint scan `auto` runs on a CPU replaced), side by side in
+this one run, taking turns step by step.  It counts the step's FLOPs (torch's FlopCounterMode:
+convolutions, matrix products and attention, what dominates; element-wise work is not counted)
+and times a large float32 matrix product on the same threads, and prints achieved FLOP/s against
+that peak.
 
 `--parts` times the training step (model, losses, optimizer; one fixed batch) of AGW and of each
 part of DJANet's feature level added in turn (the ablation study's variants: modality-specific
@@ -236,7 +238,7 @@ TREATMENTS = {   # name -> (channels_last, autocast dtype, compile, scan backend
     "bf16 autocast": (False, torch.bfloat16, False, None),
     "compile": (False, None, True, None),
     "chunked scan": (False, None, False, "chunked"),
-    "adjoint scan": (False, None, False, "adjoint"),
+    "reference scan": (False, None, False, "ref"),
 }
 
 
