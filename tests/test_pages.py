@@ -97,3 +97,24 @@ def test_evaluation_chapter_comes_before_the_notebook_that_uses_it():
     assert toc.index("book/evaluation") < toc.index("book/executed/04_evaluation")
     for name in ("glossary", "recipe", "usage"):
         assert f"book/{name}" in toc
+
+
+_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
+
+
+@pytest.mark.parametrize("chapter", ["method", "evaluation"])
+def test_the_chapters_code_cells_run_in_order(chapter, monkeypatch):
+    """Each chapter's cells, run top to bottom in one namespace from the chapter's folder, as the book's
+    build executes them: a cell that reuses a name an earlier cell changed fails here, not in the book."""
+    import matplotlib
+    matplotlib.use("Agg")
+    text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+    cells = [re.sub(r"^:\w+:.*\n", "", body, flags=re.M) for body in _CELL.findall(text)]
+    assert cells, f"book/{chapter}.md has no code cells"
+    monkeypatch.chdir(ROOT / "book")
+    namespace: dict = {}
+    for i, source in enumerate(cells):
+        try:
+            exec(compile(source, f"book/{chapter}.md cell {i}", "exec"), namespace)
+        except Exception as e:  # noqa: BLE001 - name the failing cell
+            pytest.fail(f"book/{chapter}.md code cell {i} fails: {type(e).__name__}: {e}")
