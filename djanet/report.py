@@ -128,7 +128,7 @@ def source_note(prov: dict, frame: pd.DataFrame, where: str, full: bool) -> str:
     return (f"**These are not the full study's numbers.** `{where}` holds no study on {prov.get('dataset')}, "
             "so this notebook ran a small "
             f"one itself: {runs}, about {frame['steps'].mean():.0f} training steps each, with {made}. "
-            "`make study` runs the whole grid (six variants x three seeds) and writes it where the book "
+            "`make study` runs the whole grid (six variants x five seeds) and writes it where the book "
             "renders it from.")
 
 
