@@ -55,11 +55,13 @@ import multiprocessing as mp
 import os
 import platform
 import time
+from functools import partial
 
 import pandas as pd
 import torch
 
 from djanet import train as engine
+from djanet.checkpoint import atomic_write_text
 from djanet.config import agw_baseline, get_config, override
 from djanet.data import (FourViewDataset, IdentitySampler, batch_size, cached_arrays, make_train_loader,
                          prepare_data, read_train)
@@ -290,8 +292,29 @@ def step_runner(split, cfg, pairs, device, treatment: str = "eager"):
     return (lambda: one()[0]), {"treatment": treatment, "flops": flops, "warmup_s": warm}
 
 
+def _median(values) -> float:
+    """The middle value (the upper one of an even count): a measured time, never an average of two."""
+    return sorted(values)[len(values) // 2]
+
+
+def _seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def take_turns(runs, steps: int) -> list[list]:
+    """What each of `runs` (callables) returns, `steps` times each, the runs taking turns step by
+    step, so that a change in the machine's speed during the measurement reaches all of them alike."""
+    records = [[] for _ in runs]
+    for _ in range(steps):
+        for run, record in zip(runs, records):
+            record.append(run())
+    return records
+
+
 def _phases(facts: dict, times: list) -> dict:
-    med = [sorted(col)[len(col) // 2] for col in zip(*times)]
+    med = [_median(col) for col in zip(*times)]
     return {**facts, "data_s": med[0], "forward_s": med[1], "backward_s": med[2], "optimizer_s": med[3],
             "step_s": sum(med)}
 
@@ -317,10 +340,7 @@ def breakdown(split, cfg, pairs, steps: int, device) -> dict:
             if treatment.endswith(" scan") and not mcfg.model.align:
                 continue
             runners.append((label, *step_runner(split, mcfg, pairs, device, treatment)))
-    times = [[] for _ in runners]
-    for _ in range(steps):
-        for (_, one, _), record in zip(runners, times):
-            record.append(one())
+    times = take_turns([one for _, one, _ in runners], steps)
     rows = [{"model": label, **_phases(facts, record)} for (label, _, facts), record in zip(runners, times)]
     flops = {r["model"]: r["flops"] for r in rows if r["treatment"] == "eager"}
     eager = {r["model"]: r["step_s"] for r in rows if r["treatment"] == "eager"}
@@ -368,11 +388,8 @@ def book_tables(report: dict) -> dict[str, pd.DataFrame]:
 def write_book_tables(report: dict, folder: str) -> None:
     """`book_tables` into `folder`, each file written whole under a temporary name, then renamed."""
     tables = book_tables(report)
-    os.makedirs(folder, exist_ok=True)
     for name, table in tables.items():
-        path = os.path.join(folder, name)
-        table.to_csv(f"{path}.tmp", index=False)
-        os.replace(f"{path}.tmp", path)
+        atomic_write_text(os.path.join(folder, name), table.to_csv(index=False))
     print(f"written: {', '.join(os.path.join(folder, name) for name in tables)}")
 
 
@@ -380,22 +397,17 @@ def time_parts(split, cfg, batch, steps: int, device) -> list[dict]:
     """Median seconds per training step of the study's feature-level variants (AGW, + stems,
     + align, + complementary loss = DJANet), interleaved step by step after a warm-up step each."""
     names = ("agw", "stems", "stems-align", "djanet")
-    built = {}
+    timed_steps = []
     for name in names:
-        vcfg = override(cfg, **dict(VARIANTS[name].switches))
-        model, opt, loss_fn = _training_parts(split, vcfg, device)
-        engine.train_step(model, loss_fn, batch, opt, None, device)
-        built[name] = (model, opt, loss_fn)
-    times = {name: [] for name in names}
-    for _ in range(steps):
-        for name, (model, opt, loss_fn) in built.items():
-            t = time.perf_counter()
-            engine.train_step(model, loss_fn, batch, opt, None, device)
-            times[name].append(time.perf_counter() - t)
+        model, opt, loss_fn = _training_parts(split, override(cfg, **dict(VARIANTS[name].switches)), device)
+        step = partial(engine.train_step, model, loss_fn, batch, opt, None, device)
+        step()                                                                          # warm-up
+        timed_steps.append(partial(_seconds, step))
+    times = dict(zip(names, take_turns(timed_steps, steps)))
     rows, previous = [], None
     print(f"\n{'variant':26s}{'s/step':>9s}{'part adds s':>13s}{'vs AGW':>9s}")
     for name in names:
-        sec = sorted(times[name])[steps // 2]
+        sec = _median(times[name])
         added = None if previous is None else sec - previous
         rows.append({"variant": name, "label": VARIANTS[name].label, "s_per_step": sec, "added_s": added})
         print(f"{VARIANTS[name].label:26s}{sec:9.3f}{'' if added is None else f'{added:+13.3f}':>13s}"
